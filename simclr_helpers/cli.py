@@ -1,0 +1,167 @@
+"""The command line: ``python -m simclr_helpers {pretrain,evaluate,predict,build-subset}``.
+
+The same functions the notebooks call; a long GPU run can start headless here
+and its checkpoint be opened by the notebooks. Errors a user can cause print one
+sentence on stderr and exit with status 2 (``predict`` exits 1 when only some
+images failed, after predicting the rest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ENV_CHECKPOINTS, ENV_DATA, ENV_PROFILE, PROFILES
+from .errors import SimclrError
+
+EXAMPLES = {
+    "pretrain": """examples:
+  python -m simclr_helpers pretrain --profile smoke
+  python -m simclr_helpers pretrain --profile cpu --data ~/data/cifar10-jpeg
+  python -m simclr_helpers pretrain --profile gpu --data ~/data/cifar10 --download
+  python -m simclr_helpers pretrain --profile gpu --data ~/data/cifar10-jpeg --resume
+  python -m simclr_helpers pretrain --data ~/Pictures/holiday --epochs 20   # own photos, unlabelled""",
+    "evaluate": """examples:
+  python -m simclr_helpers evaluate --checkpoint checkpoints/smoke/last.pt
+  python -m simclr_helpers evaluate --checkpoint checkpoints/smoke/last.pt --random-init
+  python -m simclr_helpers evaluate --checkpoint checkpoints/smoke/last.pt --method linear
+      (also writes checkpoints/smoke/classifier.pt for predict)""",
+    "predict": """examples:
+  python -m simclr_helpers predict --checkpoint checkpoints/smoke/classifier.pt cat.jpg dog.png
+  python -m simclr_helpers predict --checkpoint checkpoints/smoke/classifier.pt photos/*.jpg --top-k 3 --json""",
+    "build-subset": """examples:
+  python -m simclr_helpers build-subset --source ~/data/cifar10-jpeg
+      (rebuilds simclr_helpers/assets/cifar10_subset.zip; see assets/SUBSET.md)""",
+}
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m simclr_helpers", formatter_class=_formatter,
+        description="SimCLR, step by step: pretrain, evaluate and predict from the command line.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("pretrain", help="SimCLR pretraining (checkpoint every epoch, resumable)",
+                       epilog=EXAMPLES["pretrain"], formatter_class=_formatter)
+    p.add_argument("--profile", choices=list(PROFILES), help=f"sizes of the run (default ${ENV_PROFILE} or smoke)")
+    p.add_argument("--data", help=f"'bundled', an image folder (train/<class>/, test/<class>/), a torchvision "
+                                  f"CIFAR-10 root, or a folder of unlabelled photos (default ${ENV_DATA})")
+    p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data with torchvision")
+    p.add_argument("--epochs", type=int, help="override the profile's number of epochs")
+    p.add_argument("--batch-size", type=int, help="override the profile's batch size")
+    p.add_argument("--stem", choices=["imagenet", "cifar"], help="override the profile's stem")
+    p.add_argument("--train-limit", type=int, help="use at most N training images (class-balanced)")
+    p.add_argument("--out", help=f"output folder (default ${ENV_CHECKPOINTS}/<profile>, else checkpoints/<profile>)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt at the next epoch")
+    p.add_argument("--pipeline", choices=["fast", "seed"], default="fast",
+                   help="fast: data on the device + batched views (default); seed: PIL + DataLoader")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--no-amp", action="store_true", help="fp32 even on a GPU")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+    e = sub.add_parser("evaluate", help="kNN or linear-probe accuracy of a pretrained backbone",
+                       epilog=EXAMPLES["evaluate"], formatter_class=_formatter)
+    e.add_argument("--checkpoint", required=True, help="a pretraining checkpoint (last.pt)")
+    e.add_argument("--method", choices=["knn", "linear"], default="knn")
+    e.add_argument("--random-init", action="store_true", help="the same evaluation on a randomly initialised backbone")
+    e.add_argument("--data", help="labelled CIFAR-10 (default: the data the checkpoint was trained on)")
+    e.add_argument("--out", help="where --method linear writes the classifier (default: beside the checkpoint)")
+    e.add_argument("--device")
+    e.add_argument("--json", action="store_true", help="print only the JSON result on stdout")
+
+    r = sub.add_parser("predict", help="classify image files with a classifier checkpoint",
+                       epilog=EXAMPLES["predict"], formatter_class=_formatter)
+    r.add_argument("--checkpoint", required=True, help="a classifier checkpoint (from evaluate --method linear)")
+    r.add_argument("images", nargs="+", metavar="IMAGE")
+    r.add_argument("--top-k", type=int, default=5)
+    r.add_argument("--device")
+    r.add_argument("--json", action="store_true")
+
+    b = sub.add_parser("build-subset", help="rebuild the bundled offline CIFAR-10 subset",
+                       epilog=EXAMPLES["build-subset"], formatter_class=_formatter)
+    b.add_argument("--source", required=True, help="CIFAR-10 image folder (train/<class>/, test/<class>/)")
+    b.add_argument("--out", help="output zip (default: the package's assets/cifar10_subset.zip)")
+    b.add_argument("--train-per-class", type=int, default=300)
+    b.add_argument("--test-per-class", type=int, default=100)
+    b.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def cmd_pretrain(args) -> int:
+    from .config import get_profile
+    from .runs import load_pretrain_data, run_pretrain
+
+    profile = get_profile(args.profile).with_overrides(epochs=args.epochs, batch_size=args.batch_size, stem=args.stem,
+                                                      train_limit=args.train_limit)
+    data = load_pretrain_data(profile, args.data, args.download, log=_log)
+    result = run_pretrain(profile, data, out=args.out, resume=args.resume, device=args.device,
+                          pipeline=args.pipeline, amp=not args.no_amp, compile=args.compile, log=_log)
+    summary = result.summary()
+    print(json.dumps(summary, indent=1) if args.json else f"checkpoint: {summary['checkpoint']}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .runs import run_evaluate
+
+    result = run_evaluate(args.checkpoint, method=args.method, random_init=args.random_init, data=args.data,
+                          out=args.out, device=args.device, log=_log)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .predict import load_classifier, predict_files
+
+    if args.top_k < 1:
+        raise SimclrError("--top-k must be 1 or more.")
+    classifier = load_classifier(args.checkpoint, args.device)
+    results = predict_files(classifier, args.images, args.top_k)
+    for res in results:
+        if res.error:
+            _err(res.line())
+        elif not args.json:
+            print(res.line())
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=1))
+    return 1 if any(r.error for r in results) else 0
+
+
+def cmd_build_subset(args) -> int:
+    from .data import BUNDLED_SUBSET, build_subset
+
+    info = build_subset(args.source, Path(args.out) if args.out else BUNDLED_SUBSET,
+                        args.train_per_class, args.test_per_class, args.seed)
+    print(json.dumps(info, indent=1))
+    return 0
+
+
+COMMANDS = {"pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "build-subset": cmd_build_subset}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SimclrError as exc:
+        _err(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        _err("interrupted; the last finished epoch's checkpoint is kept (continue with --resume).")
+        return 130

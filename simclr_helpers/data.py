@@ -1,0 +1,313 @@
+"""Data: CIFAR-10 (torchvision or an image folder), the bundled offline subset, own photos.
+
+Everything ends up as an :class:`ImageTensors`: one uint8 tensor ``(N, 3, 32, 32)``
+plus labels and class names, small enough (150 MB for all of CIFAR-10) to sit on
+the training device, so augmentation and training never wait on a DataLoader.
+Taught in notebook 02 (the data and its views) and used by every notebook.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .config import IMAGE_SIZE
+from .errors import DataError, ImageError
+
+BUNDLED_SUBSET = Path(__file__).with_name("assets") / "cifar10_subset.zip"
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+@dataclass
+class ImageTensors:
+    """A labelled (or unlabelled, labels = -1) set of 32x32 RGB images as uint8 tensors."""
+
+    images: torch.Tensor  # (N, 3, 32, 32) uint8
+    labels: torch.Tensor  # (N,) int64, -1 where unknown
+    classes: tuple[str, ...]
+    source: str  # where the images came from, for logs and checkpoints
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device: torch.device | str) -> ImageTensors:
+        return ImageTensors(self.images.to(device), self.labels.to(device), self.classes, self.source)
+
+    def subset(self, index: torch.Tensor) -> ImageTensors:
+        index = index.to(self.images.device)
+        return ImageTensors(self.images[index], self.labels[index], self.classes, self.source)
+
+    def balanced_subset(self, limit: int | None, seed: int = 0) -> ImageTensors:
+        """At most ``limit`` images, the same number from every class (seeded, reproducible)."""
+        if limit is None or limit >= len(self):
+            return self
+        g = torch.Generator().manual_seed(seed)
+        labels = self.labels.cpu()
+        per_class = max(1, limit // max(1, len(self.classes)))
+        picks = []
+        for c in range(len(self.classes)):
+            idx = torch.nonzero(labels == c).flatten()
+            picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+        index = torch.cat(picks) if picks else torch.arange(limit)
+        return self.subset(index.sort().values)
+
+    def split(self, fraction: float, seed: int = 0) -> tuple[ImageTensors, ImageTensors]:
+        """A seeded random split into (the rest, a held-out ``fraction``)."""
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(len(self), generator=g)
+        n_held = int(round(len(self) * fraction))
+        return self.subset(perm[n_held:].sort().values), self.subset(perm[:n_held].sort().values)
+
+
+@dataclass
+class CIFARSplits:
+    train: ImageTensors
+    test: ImageTensors
+
+
+# ---------------------------------------------------------------- images --
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit RGB: EXIF rotation applied, transparency on white, 16-bit scaled.
+
+    The seed's prediction script passed ``Image.open(path)`` straight to the model,
+    so greyscale, RGBA, palette and 16-bit images broke it (course guide, mistake 8;
+    notebook 06 shows each case).
+    """
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16- or 32-bit greyscale: convert("RGB") would clip everything above 255 to white.
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        image = Image.fromarray(array)
+    if image.mode == "F":
+        array = np.asarray(image, dtype=np.float64)
+        lo, hi = float(array.min()), float(array.max())
+        array = (array - lo) / (hi - lo or 1.0) * 255.0
+        image = Image.fromarray(array.astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    return image.convert("RGB")
+
+
+def resize_center(image: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
+    """Scale the shorter side to ``size`` and cut the central square (keeps proportions)."""
+    w, h = image.size
+    if (w, h) == (size, size):
+        return image
+    scale = size / min(w, h)
+    new = (max(size, round(w * scale)), max(size, round(h * scale)))
+    image = image.resize(new, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    left, top = (new[0] - size) // 2, (new[1] - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def open_image(source: str | Path | bytes, size: int = IMAGE_SIZE) -> Image.Image:
+    """Open any image file PIL can read as a ``size`` x ``size`` RGB image.
+
+    Raises :class:`ImageError` with one sentence naming the file and the problem.
+    """
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    try:
+        if isinstance(source, bytes):
+            image = Image.open(io.BytesIO(source))
+        else:
+            path = Path(source)
+            if not path.exists():
+                raise ImageError(f"{name}: no such file; check the path.")
+            if path.is_dir():
+                raise ImageError(f"{name}: is a folder, not an image file.")
+            if path.stat().st_size == 0:
+                raise ImageError(f"{name}: the file is empty (0 bytes); it is not an image.")
+            image = Image.open(path)
+        # Let JPEG decode at a reduced scale when the picture is huge (fast, little memory).
+        image.draft("RGB", (size * 4, size * 4))
+        image.load()
+        return resize_center(to_rgb(image), size)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file PIL can read (unknown or unsupported format).") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: the image is too large to open safely ({exc}).") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{name}: the image file is damaged or truncated ({exc}).") from None
+
+
+def pil_to_uint8(image: Image.Image) -> np.ndarray:
+    """An RGB PIL image as a (3, H, W) uint8 array."""
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def _decode_many(sources: list, names: list[str]) -> np.ndarray:
+    """Decode images in a thread pool (PIL releases the GIL while decoding)."""
+    def one(item):
+        src, name = item
+        try:
+            return pil_to_uint8(open_image(src))
+        except ImageError as exc:
+            raise DataError(f"unreadable image in the data folder: {exc} Remove or replace it.") from None
+
+    out = np.empty((len(sources), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for i, arr in enumerate(pool.map(one, zip(sources, names), chunksize=256)):
+            out[i] = arr
+    return out
+
+
+# ---------------------------------------------------------- image folders --
+
+def _list_class_folder(split_dir: Path) -> tuple[list[Path], list[int], tuple[str, ...]]:
+    classes = tuple(sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith(".")))
+    files, labels = [], []
+    for c, name in enumerate(classes):
+        for f in sorted((split_dir / name).iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(f)
+                labels.append(c)
+    return files, labels, classes
+
+
+def load_image_folder(root: str | Path, split: str) -> ImageTensors:
+    """``root/<split>/<class>/*.jpg`` (the layout of the CIFAR-10 JPEG archive) as tensors."""
+    split_dir = Path(root) / split
+    if not split_dir.is_dir():
+        raise DataError(f"{split_dir}: no such folder; an image folder needs train/<class>/ and test/<class>/.")
+    files, labels, classes = _list_class_folder(split_dir)
+    if not files:
+        raise DataError(f"{split_dir}: no images found in its class folders; expected {split}/<class>/*.jpg.")
+    images = _decode_many(files, [str(f) for f in files])
+    source = f"image folder {Path(root).name}/{split}"
+    return ImageTensors(torch.from_numpy(images), torch.tensor(labels), classes, source)
+
+
+def load_unlabelled_folder(root: str | Path) -> ImageTensors:
+    """Every image below ``root`` (own photos, any size), labels -1, for pretraining only."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder.")
+    files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{root}: no image files (.jpg, .png, ...) found in it or below it.")
+    images = _decode_many(files, [str(f) for f in files])
+    return ImageTensors(torch.from_numpy(images), torch.full((len(files),), -1), (), f"unlabelled folder {root.name}")
+
+
+# ------------------------------------------------------------- torchvision --
+
+def load_torchvision_cifar10(root: str | Path, download: bool = False) -> CIFARSplits:
+    """CIFAR-10 through ``torchvision.datasets.CIFAR10``; with ``download=True`` it fetches it."""
+    from torchvision.datasets import CIFAR10
+
+    splits = {}
+    for split, train in (("train", True), ("test", False)):
+        try:
+            ds = CIFAR10(str(root), train=train, download=download)
+        except RuntimeError as exc:  # not found / corrupt, download=False
+            raise DataError(
+                f"{root}: no CIFAR-10 found there ({exc}); pass --download to fetch it, "
+                "or point --data at an extracted image folder (train/<class>/, test/<class>/)."
+            ) from None
+        except OSError as exc:  # network errors, URLError is an OSError
+            raise DataError(
+                f"could not download CIFAR-10 into {root} ({exc}); without a network, download "
+                "it elsewhere and point --data at that copy (a torchvision root or an image folder)."
+            ) from None
+        images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+        splits[split] = ImageTensors(images, torch.tensor(ds.targets), tuple(ds.classes),
+                                     f"torchvision CIFAR-10/{split}")
+    return CIFARSplits(splits["train"], splits["test"])
+
+
+# ---------------------------------------------------------- bundled subset --
+
+def load_bundled() -> CIFARSplits:
+    """The offline CIFAR-10 subset shipped in the package (see assets/SUBSET.md)."""
+    if not BUNDLED_SUBSET.exists():
+        raise DataError(f"the bundled subset {BUNDLED_SUBSET.name} is missing from the package; reinstall it.")
+    splits: dict[str, ImageTensors] = {}
+    with zipfile.ZipFile(BUNDLED_SUBSET) as zf:
+        names = sorted(n for n in zf.namelist() if n.lower().endswith(".jpg"))
+        for split in ("train", "test"):
+            members = [n for n in names if n.startswith(split + "/")]
+            labels = [CIFAR10_CLASSES.index(n.split("/")[1]) for n in members]
+            blobs = [zf.read(n) for n in members]
+            images = _decode_many(blobs, members)
+            splits[split] = ImageTensors(torch.from_numpy(images), torch.tensor(labels), CIFAR10_CLASSES,
+                                         f"bundled CIFAR-10 subset/{split}")
+    return CIFARSplits(splits["train"], splits["test"])
+
+
+def load_cifar10(data: str | Path | None = None, download: bool = False) -> CIFARSplits:
+    """CIFAR-10 from wherever it is.
+
+    ``data`` is ``None`` or ``"bundled"`` (the offline subset), an image folder with
+    ``train/`` and ``test/`` (such as the extracted JPEG archive), or a torchvision
+    root (``cifar-10-batches-py`` inside, or to be downloaded there with ``download``).
+    """
+    if data is None or str(data) == "bundled":
+        return load_bundled()
+    root = Path(data).expanduser()
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return CIFARSplits(load_image_folder(root, "train"), load_image_folder(root, "test"))
+    if (root / "cifar-10-batches-py").is_dir() or download:
+        return load_torchvision_cifar10(root, download=download)
+    if root.is_file():
+        raise DataError(f"{root}: is a file; extract the archive and point --data at the folder that holds "
+                        "train/ and test/.")
+    if not root.exists():
+        raise DataError(f"{root}: no such folder; point --data at CIFAR-10 (an image folder or a "
+                        "torchvision root) or add --download to fetch it there.")
+    raise DataError(f"{root}: neither an image folder (train/<class>/, test/<class>/) nor a torchvision "
+                    "CIFAR-10 root; add --download to fetch CIFAR-10 there.")
+
+
+# ------------------------------------------------------- building a subset --
+
+def build_subset(source: str | Path, out: str | Path, train_per_class: int = 300,
+                 test_per_class: int = 100, seed: int = 0) -> dict:
+    """Write a class-balanced CIFAR-10 subset as a zip of JPEGs (the bundled asset).
+
+    ``source`` is an image folder (train/<class>/*.jpg, test/<class>/*.jpg); its JPEG
+    bytes are copied unchanged, so the subset is bit-identical to its source. The
+    pick is seeded, so the same source and seed give the same file.
+    """
+    import hashlib
+    import random
+
+    source, out = Path(source), Path(out)
+    rng = random.Random(seed)
+    counts: dict[str, dict[str, int]] = {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+            files, labels, classes = _list_class_folder(source / split)
+            if tuple(classes) != CIFAR10_CLASSES:
+                raise DataError(f"{source / split}: expected the ten CIFAR-10 class folders, found {classes}.")
+            counts[split] = {}
+            for c, name in enumerate(classes):
+                mine = [f for f, lab in zip(files, labels) if lab == c]
+                for f in sorted(rng.sample(mine, per_class)):
+                    info = zipfile.ZipInfo(f"{split}/{name}/{f.name}", date_time=(2020, 1, 1, 0, 0, 0))
+                    zf.writestr(info, f.read_bytes())
+                counts[split][name] = per_class
+    tmp.replace(out)
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    return {"file": out.name, "bytes": out.stat().st_size, "sha256": digest, "seed": seed, "counts": counts}

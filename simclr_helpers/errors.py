@@ -1,0 +1,21 @@
+"""Errors a user can cause. Each carries one sentence that names the problem and the way out.
+
+The command line prints the sentence and exits with status 2 (no traceback);
+notebooks show it as the exception message.
+"""
+
+
+class SimclrError(Exception):
+    """Base class: a problem with the user's input, explained in one sentence."""
+
+
+class DataError(SimclrError):
+    """A data folder or archive that is missing, empty, unreadable or unreachable."""
+
+
+class CheckpointError(SimclrError):
+    """A checkpoint that is missing, corrupt, or of the wrong kind."""
+
+
+class ImageError(SimclrError):
+    """An image file that cannot be read."""

@@ -1,0 +1,171 @@
+"""Evaluation protocols: frozen features, kNN, a linear probe on cached features.
+
+Notebook 04 teaches the protocol and the seed's mistakes it avoids:
+the backbone is frozen *and* in eval mode (mistake 2: ``requires_grad=False`` alone
+leaves BatchNorm updating its running statistics in train mode), features are
+computed once and cached (the backbone does not run every epoch), and the test
+accuracy is computed from the test set's own predictions (mistake 1: the seed
+reused the last training batch's predictions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from lightly.utils.benchmarking import knn_predict
+from torch import nn
+
+from .augment import to_model_input
+from .config import NORMALIZE
+from .data import ImageTensors
+
+
+def freeze(backbone: nn.Module) -> nn.Module:
+    """Frozen for real: no gradients *and* eval mode (BatchNorm uses its stored statistics)."""
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    return backbone.eval()
+
+
+@torch.no_grad()
+def extract_features(backbone: nn.Module, images: ImageTensors | torch.Tensor, stats: dict = NORMALIZE,
+                     batch_size: int = 512, device=None, progress: bool = False,
+                     desc: str = "features") -> torch.Tensor:
+    """Backbone features of uint8 images, computed in eval mode under no_grad, returned on the CPU.
+
+    The backbone's train/eval mode is restored afterwards.
+    """
+    from tqdm.auto import tqdm
+
+    data = images.images if isinstance(images, ImageTensors) else images
+    param = next(backbone.parameters())
+    device = device or param.device
+    was_training = backbone.training
+    backbone.eval()
+    out = []
+    for i in tqdm(range(0, len(data), batch_size), desc=desc, disable=not progress, leave=False):
+        x = to_model_input(data[i:i + batch_size].to(device), stats)
+        if param.is_contiguous(memory_format=torch.channels_last) and param.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out.append(backbone(x).float().flatten(1).cpu())
+    backbone.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@dataclass
+class Accuracy:
+    top1: float
+    predictions: torch.Tensor  # (N,) predicted class of every evaluated image
+    labels: torch.Tensor
+
+    def to_dict(self) -> dict:
+        return {"top1": round(self.top1, 4), "n": int(self.labels.numel())}
+
+
+def accuracy_from(predictions: torch.Tensor, labels: torch.Tensor) -> Accuracy:
+    return Accuracy(float((predictions == labels).float().mean()), predictions, labels)
+
+
+@torch.no_grad()
+def knn_classify(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, num_classes: int,
+                 k: int = 200, t: float = 0.1, chunk: int = 1024) -> torch.Tensor:
+    """Weighted kNN on L2-normalised features (lightly's ``knn_predict``); returns top-1 predictions."""
+    bank_t = F.normalize(bank, dim=1).t().contiguous()
+    k = min(k, bank.shape[0])
+    preds = [knn_predict(F.normalize(queries[i:i + chunk], dim=1), bank_t, bank_labels, num_classes, k, t)[:, 0]
+             for i in range(0, len(queries), chunk)]
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+
+
+def knn_accuracy(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor,
+                 query_labels: torch.Tensor, num_classes: int, k: int = 200, t: float = 0.1) -> Accuracy:
+    return accuracy_from(knn_classify(bank, bank_labels, queries, num_classes, k, t), query_labels)
+
+
+def knn_monitor(backbone: nn.Module, bank: ImageTensors, queries: ImageTensors, device=None, k: int = 200) -> float:
+    """kNN top-1 of held-out *training* images against the rest of the training set (never the test set)."""
+    fb = extract_features(backbone, bank, device=device)
+    fq = extract_features(backbone, queries, device=device)
+    return knn_accuracy(fb, bank.labels.cpu(), fq, queries.labels.cpu(), len(bank.classes), k=k).top1
+
+
+def train_linear_probe(features: torch.Tensor, labels: torch.Tensor, num_classes: int, epochs: int = 100,
+                       lr: float = 1e-3, batch_size: int = 256, weight_decay: float = 1e-6, seed: int = 0,
+                       progress: bool = False) -> nn.Linear:
+    """A linear classifier trained on cached features (the backbone ran once, before this).
+
+    Features are standardised with the training set's mean and std for a well-conditioned
+    problem; the standardisation is folded into the returned layer, so it takes raw
+    backbone features.
+    """
+    from tqdm.auto import tqdm
+
+    g = torch.Generator().manual_seed(seed)
+    mean, std = features.mean(0), features.std(0) + 1e-6
+    x = (features - mean) / std
+    torch.manual_seed(seed)
+    fc = nn.Linear(features.shape[1], num_classes)
+    opt = torch.optim.Adam(fc.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    for _ in tqdm(range(epochs), desc="linear probe", disable=not progress, leave=False, unit="epoch"):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), batch_size):
+            idx = perm[i:i + batch_size]
+            loss = F.cross_entropy(fc(x[idx]), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+    folded = nn.Linear(features.shape[1], num_classes)
+    with torch.no_grad():
+        folded.weight.copy_(fc.weight / std)
+        folded.bias.copy_(fc.bias - (fc.weight * (mean / std)).sum(1))
+    return folded
+
+
+@torch.no_grad()
+def linear_accuracy(fc: nn.Linear, features: torch.Tensor, labels: torch.Tensor) -> Accuracy:
+    """Accuracy from *these* features' own predictions (not a leftover from training)."""
+    return accuracy_from(fc(features).argmax(1), labels)
+
+
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Rows: true class, columns: predicted class."""
+    index = labels.long() * num_classes + predictions.long()
+    return torch.bincount(index, minlength=num_classes ** 2).view(num_classes, num_classes)
+
+
+def evaluate_backbone(backbone: nn.Module, train: ImageTensors, test: ImageTensors, method: str = "knn",
+                      stats: dict = NORMALIZE, device=None, k: int = 200, linear_epochs: int = 100,
+                      progress: bool = False) -> dict:
+    """kNN or linear-probe accuracy of a backbone: train images as bank / training set, test as queries.
+
+    Returns a dict with ``top1``, the ``accuracy`` object and, for ``linear``, the trained ``fc``.
+    """
+    if method not in ("knn", "linear"):
+        raise ValueError(f"unknown method {method!r}; choose 'knn' or 'linear'")
+    freeze(backbone)
+    f_train = extract_features(backbone, train, stats, device=device, progress=progress, desc="train features")
+    f_test = extract_features(backbone, test, stats, device=device, progress=progress, desc="test features")
+    y_train, y_test = train.labels.cpu(), test.labels.cpu()
+    n_classes = len(train.classes)
+    if method == "knn":
+        acc = knn_accuracy(f_train, y_train, f_test, y_test, n_classes, k=k)
+        return {"top1": acc.top1, "accuracy": acc}
+    fc = train_linear_probe(f_train, y_train, n_classes, epochs=linear_epochs, progress=progress)
+    acc = linear_accuracy(fc, f_test, y_test)
+    return {"top1": acc.top1, "accuracy": acc, "fc": fc,
+            "train_top1": linear_accuracy(fc, f_train, y_train).top1}
+
+
+def save_classifier(path: str | Path, backbone: nn.Module, fc: nn.Linear, stem: str, classes, stats: dict,
+                    source: dict) -> Path:
+    """A self-contained classifier checkpoint: everything ``predict`` needs, nothing it must guess."""
+    from .checkpoints import save_checkpoint
+
+    return save_checkpoint({"backbone": backbone.state_dict(), "fc": fc.state_dict(), "stem": stem,
+                            "classes": list(classes), "normalize": stats, "image_size": 32,
+                            "source": source}, path, kind="classifier")

@@ -1,0 +1,75 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+from simclr_helpers import checkpoints as C
+from simclr_helpers.errors import CheckpointError
+
+
+def test_round_trip_has_kind_and_version(tmp_path):
+    path = C.save_checkpoint({"w": torch.ones(3), "settings": {"a": 1}}, tmp_path / "c.pt", "simclr")
+    data = C.load_checkpoint(path, kind="simclr")
+    assert data["kind"] == "simclr" and data["format_version"] == C.FORMAT_VERSION
+    assert torch.equal(data["w"], torch.ones(3))
+
+
+def test_a_crash_mid_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = C.save_checkpoint({"epoch": 1}, tmp_path / "last.pt", "simclr")
+
+    def dies_half_way(obj, fh):
+        fh.write(b"PK\x03\x04 half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(C.torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        C.save_checkpoint({"epoch": 2}, path, "simclr")
+    monkeypatch.undo()
+    assert C.load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_missing_folder_and_garbage(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        C.load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="is a folder"):
+        C.load_checkpoint(tmp_path)
+    (tmp_path / "junk.pt").write_bytes(os.urandom(200))
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        C.load_checkpoint(tmp_path / "junk.pt")
+    good = C.save_checkpoint({"w": torch.ones(1000)}, tmp_path / "good.pt", "simclr")
+    (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:500])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        C.load_checkpoint(tmp_path / "cut.pt")
+
+
+def test_foreign_and_old_checkpoints(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a checkpoint of this course"):
+        C.load_checkpoint(tmp_path / "other.pt")
+    torch.save({"kind": "simclr", "format_version": 99}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="format 99"):
+        C.load_checkpoint(tmp_path / "future.pt")
+
+
+def test_wrong_kind_says_what_is_needed(tmp_path):
+    path = C.save_checkpoint({}, tmp_path / "s.pt", "simclr")
+    with pytest.raises(CheckpointError, match="is a simclr checkpoint, but a classifier checkpoint is needed"):
+        C.load_checkpoint(path, kind="classifier")
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_crafted_pickle_does_not_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with open("evil.pt", "wb") as fh:
+        pickle.dump({"kind": "simclr", "format_version": 1, "x": _Exploit()}, fh)
+    torch.save({"kind": "simclr", "format_version": 1, "x": _Exploit()}, "evil2.pt")
+    for name in ("evil.pt", "evil2.pt"):
+        with pytest.raises(CheckpointError, match="refused to load|not a readable"):
+            C.load_checkpoint(name)
+    assert not (tmp_path / "PWNED").exists()

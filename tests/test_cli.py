@@ -1,0 +1,87 @@
+"""The command line: results on stdout, one-sentence errors on stderr, exit statuses."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from simclr_helpers.cli import main
+
+
+def run(*args, env=None):
+    """The CLI in a real subprocess, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "simclr_helpers", *map(str, args)], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+@pytest.mark.parametrize("cmd", ["pretrain", "evaluate", "predict", "build-subset"])
+def test_help_has_examples(cmd, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([cmd, "--help"])
+    assert info.value.code == 0
+    assert "examples:" in capsys.readouterr().out
+
+
+def test_evaluate_knn_prints_json(tiny_run, capsys):
+    assert main(["evaluate", "--checkpoint", str(tiny_run.checkpoint), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["method"] == "knn" and result["backbone"] == "simclr" and 0 <= result["top1"] <= 1
+    assert result["n_test"] == 1000
+
+
+def test_predict_lines_json_and_partial_failure(classifier_ckpt, tmp_path, capsys):
+    Image.new("P", (50, 70)).save(tmp_path / "a.gif")
+    Image.new("CMYK", (20, 20), (0, 255, 0, 0)).save(tmp_path / "b.jpg")
+    (tmp_path / "bad.png").write_text("nope")
+    code = main(["predict", "--checkpoint", classifier_ckpt, str(tmp_path / "a.gif"), str(tmp_path / "bad.png"),
+                 str(tmp_path / "b.jpg"), "--top-k", "2"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(str(tmp_path / "a.gif")) and "%" in lines[0]
+    assert err.count("\n") == 1 and "bad.png" in err and "Traceback" not in err
+    assert main(["predict", "--checkpoint", classifier_ckpt, str(tmp_path / "a.gif"), "--json"]) == 0
+    parsed = json.loads(capsys.readouterr().out)
+    assert parsed[0]["top"][0]["probability"] > 0
+
+
+def test_bad_checkpoints_exit_2_with_one_sentence(tiny_run, classifier_ckpt, tmp_path, capsys):
+    (tmp_path / "junk.pt").write_bytes(b"\x00" * 64)
+    proc = run("predict", "--checkpoint", tiny_run.checkpoint, "x.jpg")  # once for real, as a process
+    assert proc.returncode == 2 and "classifier checkpoint is needed" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0
+    cases = [
+        (["evaluate", "--checkpoint", classifier_ckpt], "simclr checkpoint is needed"),
+        (["evaluate", "--checkpoint", tmp_path / "missing.pt"], "no such checkpoint"),
+        (["predict", "--checkpoint", tmp_path / "junk.pt", "x.jpg"], "not a readable checkpoint"),
+    ]
+    for args, message in cases:
+        assert main([str(a) for a in args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.strip().count("\n") == 0
+
+
+def test_data_problems_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SIMCLR_DATA", raising=False)
+    assert main(["pretrain", "--profile", "cpu"]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["pretrain", "--data", str(tmp_path / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["pretrain", "--data", str(tmp_path / "empty")]) == 2
+    assert "no image files" in capsys.readouterr().err
+
+
+def test_pretrain_command_and_resume(tmp_path):
+    out = tmp_path / "run"
+    args = ["pretrain", "--profile", "smoke", "--epochs", "1", "--batch-size", "64", "--train-limit", "200",
+            "--out", out, "--json"]
+    proc = run(*args)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["epochs"] == 1 and summary["profile"] == "smoke" and (out / "last.pt").exists()
+    again = run(*args[:-1], "--resume")
+    assert again.returncode == 0 and "already finished 1 epochs" in again.stderr

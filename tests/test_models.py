@@ -1,0 +1,49 @@
+import torch
+from torch import nn
+
+from simclr_helpers.models import LinearClassifier, SimCLRModel, build_backbone, feature_dim
+
+
+def _shapes(backbone):
+    x = torch.zeros(2, 3, 32, 32)
+    out = []
+    for layer in backbone:
+        x = layer(x)
+        out.append(tuple(x.shape[1:]))
+    return out
+
+
+def test_imagenet_stem_shrinks_cifar_images_to_1x1():
+    shapes = _shapes(build_backbone("imagenet").eval())
+    assert shapes[0] == (64, 16, 16) and shapes[3] == (64, 8, 8)  # conv1 stride 2, then max-pool
+    assert shapes[7] == (512, 1, 1)  # layer4
+    assert shapes[-1] == (512,)
+
+
+def test_cifar_stem_keeps_resolution():
+    backbone = build_backbone("cifar").eval()
+    assert isinstance(backbone[0], nn.Conv2d) and backbone[0].kernel_size == (3, 3) and backbone[0].stride == (1, 1)
+    assert isinstance(backbone[3], nn.Identity)
+    shapes = _shapes(backbone)
+    assert shapes[3] == (64, 32, 32) and shapes[7] == (512, 4, 4)
+
+
+def test_fc_is_dropped_and_width_is_measured():
+    backbone = build_backbone("imagenet")
+    assert not any(isinstance(m, nn.Linear) for m in backbone.modules())
+    assert feature_dim(backbone) == 512
+    backbone.train()
+    feature_dim(backbone)
+    assert backbone.training  # mode restored
+
+
+def test_linear_classifier_reads_width_from_backbone():
+    wide = nn.Sequential(nn.Conv2d(3, 40, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+    clf = LinearClassifier(wide, 7)
+    assert clf.fc.in_features == 40 and clf(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
+
+
+def test_simclr_model_projects_to_128():
+    model = SimCLRModel(stem="imagenet").eval()
+    assert model(torch.zeros(3, 3, 32, 32)).shape == (3, 128)
+    assert model.feature_dim == 512
