@@ -179,28 +179,21 @@ def _blend(a: torch.Tensor, b: torch.Tensor, ratio: torch.Tensor) -> torch.Tenso
 def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """torchvision's adjust_hue (RGB -> HSV, rotate H, -> RGB), with a shift per image.
 
-    The HSV -> RGB step uses the closed form c = v - v*s*clamp(min(k, 4 - k), 0, 1),
-    k = (n + 6h) mod 6 with n = 5, 3, 1 for R, G, B: the same values as
-    torchvision's six-case table, in a few element-wise operations.
+    Written for speed on whole batches, with the same values as torchvision: element-wise
+    max/min instead of reductions, hue in sextants from channel differences, and the
+    closed form of HSV -> RGB, c = max - (max - min) * clamp(min(k, 4 - k), 0, 1) with
+    k = (n + 6h) mod 6 and n = 5, 3, 1 for R, G, B (saturation and value never change).
     """
-    r, g, b = x.unbind(1)
-    maxc, _ = x.max(dim=1)
-    minc, _ = x.min(dim=1)
-    cr = maxc - minc
-    eqc = cr == 0
-    sat = cr / torch.where(eqc, torch.ones_like(maxc), maxc)
-    cr_div = torch.where(eqc, torch.ones_like(cr), cr)
-    rc, gc, bc = (maxc - r) / cr_div, (maxc - g) / cr_div, (maxc - b) / cr_div
-    is_r = maxc == r
-    is_g = (maxc == g) & ~is_r
-    h = torch.where(is_r, bc - gc, torch.where(is_g, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = torch.where(eqc, torch.zeros_like(h), h)
-    h6 = torch.remainder(h + 6.0 * shift.view(-1, 1, 1), 6.0)  # hue in sextants, shifted
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    maxc = torch.maximum(torch.maximum(r, g), b)
+    minc = torch.minimum(torch.minimum(r, g), b)
+    cr = maxc - minc  # chroma; 0 for greys, whose hue then does not matter
+    h6 = torch.where(maxc == r, g - b, torch.where(maxc == g, (b - r) + 2.0 * cr, (r - g) + 4.0 * cr))
+    h6 = h6 / cr.clamp(min=1e-12) + (6.0 * shift).view(-1, 1, 1)  # hue in sextants, rotated
     n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    k = torch.remainder(n + h6.unsqueeze(1), 6.0)
+    k = torch.remainder(h6.unsqueeze(1) + n, 6.0)
     ramp = torch.minimum(k, 4.0 - k).clamp_(0, 1)
-    v = maxc.unsqueeze(1)
-    return v - v * sat.unsqueeze(1) * ramp
+    return maxc.unsqueeze(1) - cr.unsqueeze(1) * ramp
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Tensor:

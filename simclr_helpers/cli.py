@@ -1,4 +1,4 @@
-"""The command line: ``python -m simclr_helpers {pretrain,evaluate,predict,build-subset}``.
+"""The command line: ``python -m simclr_helpers {pretrain,evaluate,predict,benchmark,build-subset}``.
 
 The same functions the notebooks call; a long GPU run can start headless here
 and its checkpoint be opened by the notebooks. Errors a user can cause print one
@@ -31,6 +31,10 @@ EXAMPLES = {
     "predict": """examples:
   python -m simclr_helpers predict --checkpoint checkpoints/smoke/classifier.pt cat.jpg dog.png
   python -m simclr_helpers predict --checkpoint checkpoints/smoke/classifier.pt photos/*.jpg --top-k 3 --json""",
+    "benchmark": """examples:
+  python -m simclr_helpers benchmark                       # this machine, ImageNet stem, batch 256
+  python -m simclr_helpers benchmark --stem cifar --device cuda --json
+  python -m simclr_helpers benchmark --data ~/data/cifar10-jpeg --compile""",
     "build-subset": """examples:
   python -m simclr_helpers build-subset --source ~/data/cifar10-jpeg
       (rebuilds simclr_helpers/assets/cifar10_subset.zip; see assets/SUBSET.md)""",
@@ -84,6 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device")
     r.add_argument("--json", action="store_true")
 
+    m = sub.add_parser("benchmark", help="seed pipeline vs fast path: augmentation and training throughput",
+                       epilog=EXAMPLES["benchmark"], formatter_class=_formatter)
+    m.add_argument("--data", default="bundled", help="images to use (default: the bundled subset)")
+    m.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
+    m.add_argument("--batch-size", type=int, default=256)
+    m.add_argument("--stem", choices=["imagenet", "cifar"], default="imagenet")
+    m.add_argument("--steps", type=int, default=3, help="timed steps per repeat")
+    m.add_argument("--repeats", type=int, default=3, help="repeats; the median is reported")
+    m.add_argument("--compile", action="store_true", help="torch.compile the model on the fast path")
+    m.add_argument("--json", action="store_true", help="print the figures as JSON")
+
     b = sub.add_parser("build-subset", help="rebuild the bundled offline CIFAR-10 subset",
                        epilog=EXAMPLES["build-subset"], formatter_class=_formatter)
     b.add_argument("--source", required=True, help="CIFAR-10 image folder (train/<class>/, test/<class>/)")
@@ -134,7 +149,7 @@ def cmd_predict(args) -> int:
     results = predict_files(classifier, args.images, args.top_k)
     for res in results:
         if res.error:
-            _err(res.line())
+            print(res.line(), file=sys.stderr)
         elif not args.json:
             print(res.line())
     if args.json:
@@ -151,8 +166,19 @@ def cmd_build_subset(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    from .benchmark import format_table, run_benchmark
+    from .data import load_cifar10
+
+    images = load_cifar10(args.data).train.images
+    result = run_benchmark(images, args.device, args.batch_size, args.stem, args.steps, args.repeats,
+                           args.compile, log=_log)
+    print(json.dumps(result, indent=1) if args.json else format_table(result))
+    return 0
+
+
 COMMANDS = {"pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "build-subset": cmd_build_subset}
+            "benchmark": cmd_benchmark, "build-subset": cmd_build_subset}
 
 
 def main(argv: list[str] | None = None) -> int:

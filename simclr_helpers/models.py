@@ -80,3 +80,22 @@ class LinearClassifier(nn.Module):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+STAGE_NAMES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "flatten")
+
+
+@torch.no_grad()
+def describe_stages(backbone: nn.Sequential, size: int = 32) -> list[dict]:
+    """Every stage of a backbone from ``build_backbone``: name, output shape for one
+    ``size`` x ``size`` image, parameters (notebook 01)."""
+    x = torch.zeros(1, 3, size, size)
+    was_training = backbone.training
+    backbone.eval()
+    rows = []
+    for name, layer in zip(STAGE_NAMES, backbone):
+        x = layer(x)
+        rows.append({"stage": name, "module": type(layer).__name__, "shape": tuple(x.shape[1:]),
+                     "params": count_parameters(layer)})
+    backbone.train(was_training)
+    return rows

@@ -120,3 +120,16 @@ def load_or_pretrain(profile: Profile, checkpoint_dir: str | Path | None = None,
     data = load_pretrain_data(profile, log=log)
     return run_pretrain(profile, data, ckpt_dir, log=log, device=device).checkpoint
 
+
+
+def load_or_make_classifier(profile: Profile, checkpoint_dir: str | Path | None = None,
+                            log: Log | None = print, device: str | None = None) -> Path:
+    """Notebook 04's classifier if it exists, else a linear probe on notebook 03's backbone now."""
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir() / profile.name
+    path = ckpt_dir / "classifier.pt"
+    if path.exists():
+        return path
+    (log or print)(f"no classifier at {path.name}: notebook 04 has not been run with the {profile.name} "
+                   "profile; training the linear probe now")
+    simclr = load_or_pretrain(profile, ckpt_dir, log=log, device=device)
+    return Path(run_evaluate(simclr, method="linear", out=path, device=device, log=log, progress=False)["classifier"])

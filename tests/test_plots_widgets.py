@@ -1,0 +1,88 @@
+"""Figures and widgets build from real data (what the notebooks display)."""
+
+import datetime
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from simclr_helpers import plots, widgets  # noqa: E402
+from simclr_helpers.augment import to_model_input  # noqa: E402
+
+
+def test_to_display_undoes_normalisation(bundled):
+    x = bundled.test.images[:4]
+    assert np.allclose(plots.to_display(to_model_input(x)), plots.to_display(x), atol=1e-5)
+
+
+def test_figures(bundled):
+    fig = plots.image_grid(bundled.test.images[:10], [str(i) for i in range(10)], ncols=4,
+                           row_labels=["a", "b", "c"])
+    assert len(fig.axes) == 12
+    fig = plots.training_curves([{"epoch": 1, "loss": 5.0, "lr": 0.1, "knn_top1": None},
+                                 {"epoch": 2, "loss": 4.5, "lr": 0.05, "knn_top1": 0.3}])
+    assert len(fig.axes) == 3 and len(fig.axes[2].lines) == 1
+    fig = plots.confusion(torch.eye(3, dtype=torch.long) * 5, ["a", "b", "c"])
+    assert fig.axes[0].get_title() == "confusion matrix (test set)"
+    fig = plots.bars({"x": 0.5, "y": 0.25}, "t")
+    assert [p.get_height() for p in fig.axes[0].patches] == [0.5, 0.25]
+    fig = plots.topk_figure(bundled.test.images[0], [("cat", 0.7), ("dog", 0.2)], "t")
+    assert len(fig.axes[1].patches) == 2
+    ax = plots.embedding_map(np.random.default_rng(0).normal(size=(20, 2)), np.arange(20) % 10,
+                             bundled.test.classes, "t", thumbnails=bundled.test.images[:20], n_thumbnails=5)
+    assert len(ax.artists) == 5
+    plt.close("all")
+
+
+def test_augmentation_views_figure(bundled):
+    fig = widgets.augmentation_views(bundled.test.images[:2], n_views=3)
+    assert len(fig.axes) == 8
+    plt.close("all")
+
+
+def test_augmentation_explorer_redraws_on_change(bundled):
+    pytest.importorskip("ipywidgets")
+    box = widgets.augmentation_explorer(bundled.test.images[:1], n_views=2)
+    sliders = box.children[0].children[0].children
+    out = box.children[1]
+    before = len(out.outputs)
+    sliders[0].value = 0.5
+    assert len(out.outputs) >= before  # redrawn into the output area
+    plt.close("all")
+
+
+def test_upload_predictor_classifies_bytes(classifier_ckpt):
+    pytest.importorskip("ipywidgets")
+    from simclr_helpers.predict import load_classifier
+
+    clf = load_classifier(classifier_ckpt)
+    buf = io.BytesIO()
+    Image.new("RGB", (50, 40), (200, 10, 10)).save(buf, "PNG")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    value = ({"name": "red.png", "type": "image/png", "size": len(buf.getvalue()),
+              "content": memoryview(buf.getvalue()), "last_modified": now},)
+    name, content = widgets.read_upload(value)
+    assert name == "red.png" and content == buf.getvalue()
+    fig = widgets.predict_upload(clf, name, content, top_k=3)
+    assert len(fig.axes[1].patches) == 3
+    assert widgets.predict_upload(clf, "bad.png", b"bad").startswith("bad.png: not an image file")
+    box = widgets.upload_predictor(clf)
+    box.children[0].value = value  # the callback runs without a kernel, too
+    plt.close("all")
+
+
+def test_notebook_setup_session(monkeypatch):
+    monkeypatch.setenv("SIMCLR_PROFILE", "smoke")
+    from simclr_helpers.notebook import setup
+
+    session = setup(quiet=True)
+    assert session.profile.name == "smoke" and session.device.type in ("cpu", "cuda")
+    assert session.checkpoint_dir.name == "smoke"
+    assert session.relative(session.checkpoint_dir / "last.pt") == "checkpoints/smoke/last.pt"
