@@ -8,5 +8,4 @@ offline ``smoke`` profile on the bundled data.
 import os
 
 os.environ.setdefault("SIMCLR_PROFILE", "smoke")
-os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TQDM_DISABLE", "1")
