@@ -220,24 +220,36 @@ def _jitter_op(op: int, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return _shift_hue(x, factor)
 
 
+def _crop_flip(images: torch.Tensor, p: ViewParams, size: int) -> torch.Tensor:
+    """Crop + resize + flip of a uint8 or float batch as one bilinear resample; float in [0, 1] out.
+
+    Output pixel centre u (align_corners=False coordinates in [-1, 1]) samples the source at
+    sx * u + tx, so the output grid covers the crop box, mirrored when flipped. The map is
+    axis-aligned, so the grid is built from two vectors per image (no affine_grid needed).
+    """
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    _, _, height, width = x.shape
+    base = (torch.arange(size, device=x.device, dtype=x.dtype) * 2 + 1) / size - 1
+    sx = (p.width / width * (1.0 - 2.0 * p.flip.to(x.dtype))).to(x.dtype)
+    tx = ((2 * p.left + p.width) / width - 1).to(x.dtype)
+    sy = (p.height / height).to(x.dtype)
+    ty = ((2 * p.top + p.height) / height - 1).to(x.dtype)
+    gx = sx[:, None] * base[None, :] + tx[:, None]  # (B, size): x coordinate of each column
+    gy = sy[:, None] * base[None, :] + ty[:, None]  # (B, size): y coordinate of each row
+    grid = torch.stack((gx[:, None, :].expand(-1, size, -1), gy[:, :, None].expand(-1, -1, size)), dim=-1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False).clamp_(0, 1)
+
+
+def _blur_radius(config: AugmentConfig) -> int:
+    # lightly blurs with PIL's GaussianBlur(radius=sigma); a kernel of +-3 sigma.
+    return max(1, min(config.size // 2 - 1, int(math.ceil(3 * config.blur_sigmas[1]))))
+
+
 def apply_params(images: torch.Tensor, p: ViewParams, config: AugmentConfig = CIFAR_AUGMENT) -> torch.Tensor:
     """Apply drawn parameters to a uint8 or float batch; returns float views in [0, 1]."""
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    n, _, height, width = x.shape
-    size = config.size
-    # Crop + resize + flip as one bilinear resample: the affine map sends the output
-    # grid onto the crop box (align_corners=False: pixel centres), mirrored if flipped.
-    sx = p.width / width * torch.where(p.flip, -1.0, 1.0)
-    sy = p.height / height
-    tx = (2 * p.left + p.width) / width - 1
-    ty = (2 * p.top + p.height) / height - 1
-    zero = torch.zeros_like(sx)
-    theta = torch.stack((torch.stack((sx, zero, tx), 1), torch.stack((zero, sy, ty), 1)), 1)
-    grid = F.affine_grid(theta.to(x.dtype), [n, 3, size, size], align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False).clamp_(0, 1)
-
-    # Colour jitter: four operations in a random order per image. For each of the four
-    # positions, every operation is computed and kept only where that image scheduled it.
+    x = _crop_flip(images, p, config.size)
+    # Colour jitter: four operations in a random order per image. At each of the four
+    # positions, each operation runs on the images that scheduled it there.
     if bool(p.jitter.any()):
         factors = (p.brightness, p.contrast, p.saturation, p.hue)
         for pos in range(4):
@@ -249,9 +261,7 @@ def apply_params(images: torch.Tensor, p: ViewParams, config: AugmentConfig = CI
     if bool(p.gray.any()):
         x = torch.where(p.gray.view(-1, 1, 1, 1), _gray(x).expand(-1, 3, -1, -1), x)
     if bool(p.blur.any()):
-        # lightly blurs with PIL's GaussianBlur(radius=sigma); a kernel of +-3 sigma.
-        radius = max(1, min(size // 2 - 1, int(math.ceil(3 * config.blur_sigmas[1]))))
-        x = torch.where(p.blur.view(-1, 1, 1, 1), _gaussian_blur(x, p.sigma.to(x.dtype), radius), x)
+        x = torch.where(p.blur.view(-1, 1, 1, 1), _gaussian_blur(x, p.sigma.to(x.dtype), _blur_radius(config)), x)
     return x
 
 
@@ -260,6 +270,7 @@ class BatchedSimCLRAugment(torch.nn.Module):
 
     >>> aug = BatchedSimCLRAugment()
     >>> views = aug(images_uint8)  # (B, 3, 32, 32) float, normalised
+
     """
 
     def __init__(self, config: AugmentConfig = CIFAR_AUGMENT, stats: dict = NORMALIZE,

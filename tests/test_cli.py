@@ -17,7 +17,7 @@ def run(*args, env=None):
                           text=True, env={**os.environ, **(env or {})}, timeout=600)
 
 
-@pytest.mark.parametrize("cmd", ["pretrain", "evaluate", "predict", "build-subset"])
+@pytest.mark.parametrize("cmd", ["pretrain", "evaluate", "predict", "benchmark", "build-subset"])
 def test_help_has_examples(cmd, capsys):
     with pytest.raises(SystemExit) as info:
         main([cmd, "--help"])
