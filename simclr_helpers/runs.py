@@ -108,28 +108,28 @@ def run_evaluate(checkpoint: str | Path, method: str = "knn", random_init: bool 
     return result
 
 
+def _profile_dir(profile: Profile, checkpoint_dir: str | Path | None) -> Path:
+    return Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir() / profile.name
+
+
 def load_or_pretrain(profile: Profile, checkpoint_dir: str | Path | None = None,
                      log: Log | None = print, device: str | None = None) -> Path:
     """Notebook 03's checkpoint if it exists, else a small pretraining run right now (and say so)."""
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir() / profile.name
-    path = ckpt_dir / "last.pt"
+    path = _profile_dir(profile, checkpoint_dir) / "last.pt"
     if path.exists():
         return path
-    (log or print)(f"no checkpoint at {path}: notebook 03 has not been run with the {profile.name} profile; "
-                   "training one now")
-    data = load_pretrain_data(profile, log=log)
-    return run_pretrain(profile, data, ckpt_dir, log=log, device=device).checkpoint
-
+    (log or print)(f"no {profile.name}/{path.name} yet (notebook 03 has not been run with the {profile.name} "
+                   "profile): training one now")
+    return run_pretrain(profile, load_pretrain_data(profile, log=log), path.parent, log=log, device=device).checkpoint
 
 
 def load_or_make_classifier(profile: Profile, checkpoint_dir: str | Path | None = None,
                             log: Log | None = print, device: str | None = None) -> Path:
     """Notebook 04's classifier if it exists, else a linear probe on notebook 03's backbone now."""
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else default_checkpoint_dir() / profile.name
-    path = ckpt_dir / "classifier.pt"
+    path = _profile_dir(profile, checkpoint_dir) / "classifier.pt"
     if path.exists():
         return path
-    (log or print)(f"no classifier at {path.name}: notebook 04 has not been run with the {profile.name} "
-                   "profile; training the linear probe now")
-    simclr = load_or_pretrain(profile, ckpt_dir, log=log, device=device)
+    (log or print)(f"no {profile.name}/{path.name} yet (notebook 04 has not been run with the {profile.name} "
+                   "profile): training the linear probe now")
+    simclr = load_or_pretrain(profile, path.parent, log=log, device=device)
     return Path(run_evaluate(simclr, method="linear", out=path, device=device, log=log, progress=False)["classifier"])
