@@ -73,7 +73,9 @@ def get_profile(name: str | None = None) -> Profile:
     """The profile called ``name``, else ``$SIMCLR_PROFILE``, else ``smoke``."""
     name = name or os.environ.get(ENV_PROFILE) or "smoke"
     if name not in PROFILES:
-        raise ValueError(
+        from .errors import SimclrError
+
+        raise SimclrError(
             f"unknown profile {name!r}; choose one of {', '.join(PROFILES)} "
             f"(argument --profile or ${ENV_PROFILE})"
         )

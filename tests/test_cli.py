@@ -85,3 +85,9 @@ def test_pretrain_command_and_resume(tmp_path):
     assert summary["epochs"] == 1 and summary["profile"] == "smoke" and (out / "last.pt").exists()
     again = run(*args[:-1], "--resume")
     assert again.returncode == 0 and "already finished 1 epochs" in again.stderr
+
+
+def test_bad_profile_in_environment_is_one_sentence(monkeypatch, capsys):
+    monkeypatch.setenv("SIMCLR_PROFILE", "huge")
+    assert main(["pretrain"]) == 2
+    assert "unknown profile 'huge'" in capsys.readouterr().err
