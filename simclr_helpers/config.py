@@ -7,7 +7,7 @@ profile runs the same code. Notebook 03 explains the choice of each number.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 # Per-channel mean and std of the CIFAR-10 training set (RGB, pixel values in
@@ -37,7 +37,6 @@ class Profile:
     stem: str  # "imagenet" or "cifar"
     data: str  # "bundled" or "path" (a path must be given)
     train_limit: int | None = None  # use at most this many training images (class-balanced)
-    test_limit: int | None = None
     lr_per_256: float = 0.06  # SGD learning rate for a batch of 256, scaled linearly
     warmup_epochs: int = 1
     weight_decay: float = 5e-4
@@ -56,6 +55,12 @@ class Profile:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> Profile:
+        """The profile stored in a checkpoint (fields this version does not know are ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in settings.items() if k in known})
 
 
 PROFILES: dict[str, Profile] = {

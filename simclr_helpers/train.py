@@ -237,7 +237,7 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
         state = load_checkpoint(ckpt_path, kind="simclr")
         # The run continues with the settings it was started with; only the number of
         # epochs may be changed (to extend a finished run).
-        profile = Profile(**state["settings"]).with_overrides(epochs=profile.epochs)
+        profile = Profile.from_dict(state["settings"]).with_overrides(epochs=profile.epochs)
     elif resume:
         log(f"no checkpoint at {ckpt_path} yet; starting a new run")
 

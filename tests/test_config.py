@@ -15,7 +15,7 @@ def test_profile_by_argument_environment_or_default(monkeypatch):
 
 
 def test_profiles_differ_only_in_sizes():
-    sizes = {"name", "epochs", "batch_size", "stem", "data", "train_limit", "test_limit", "warmup_epochs",
+    sizes = {"name", "epochs", "batch_size", "stem", "data", "train_limit", "warmup_epochs",
              "knn_every", "extra"}
     base = PROFILES["smoke"].to_dict()
     for profile in PROFILES.values():
@@ -38,3 +38,10 @@ def test_checkpoint_folder(monkeypatch, tmp_path):
 def test_one_normalisation_constant():
     assert len(NORMALIZE["mean"]) == len(NORMALIZE["std"]) == 3
     assert all(0.2 < s < 0.3 for s in NORMALIZE["std"])  # CIFAR-10's, not (0.5, 0.5, 0.5)
+
+
+def test_profile_round_trips_through_a_checkpoint_dict():
+    p = get_profile("cpu").with_overrides(epochs=2, extra={"data": "somewhere"})
+    from simclr_helpers.config import Profile
+
+    assert Profile.from_dict({**p.to_dict(), "a_field_from_another_version": 1}) == p

@@ -64,8 +64,6 @@ def test_test_accuracy_comes_from_the_test_predictions(bundled):
     acc = res["accuracy"]
     assert len(acc.predictions) == len(bundled.test)
     assert res["top1"] == (acc.predictions == bundled.test.labels).float().mean().item()
-    f_test = extract_features(build_backbone("imagenet"), bundled.test)  # a different random network
-    del f_test
     res_knn = evaluate_backbone(build_backbone("imagenet"), bundled.train.balanced_subset(500), bundled.test,
                                 method="knn", k=20)
     recomputed = (res_knn["accuracy"].predictions == bundled.test.labels).float().mean().item()
