@@ -27,25 +27,35 @@ def _stop_workers(iterator) -> None:
         shutdown()
 
 
+class _Endless:
+    """Batches from ``iterable`` for ever, starting it again when it runs out."""
+
+    def __init__(self, iterable):
+        self.iterable, self.it = iterable, iter(iterable)
+
+    def __next__(self):
+        try:
+            return next(self.it)
+        except StopIteration:
+            self.it = iter(self.iterable)
+            return next(self.it)
+
+
 def seed_augment_throughput(images: torch.Tensor, batch_size: int = 256, workers: int | None = None,
                             batches: int = 8, repeats: int = 3) -> float:
     """Views per second of lightly's SimCLRTransform on PIL images in a DataLoader (two views per image)."""
     loader = seed_loader(images, batch_size, workers=workers)
     rates = []
-    it = iter(loader)
-    next(it)  # warm-up: starts the workers
+    batches_of_views = _Endless(loader)
+    next(batches_of_views)  # warm-up: starts the workers
     for _ in range(repeats):
         t0 = time.perf_counter()
         n = 0
         for _ in range(batches):
-            try:
-                x0, x1 = next(it)
-            except StopIteration:
-                it = iter(loader)
-                x0, x1 = next(it)
+            x0, x1 = next(batches_of_views)
             n += len(x0) + len(x1)
         rates.append(n / (time.perf_counter() - t0))
-    _stop_workers(it)
+    _stop_workers(batches_of_views.it)
     return statistics.median(rates)
 
 
@@ -74,24 +84,13 @@ def batched_augment_throughput(images: torch.Tensor, batch_size: int = 256, devi
 def _training_throughput(batches, model, criterion, optimizer, scaler, precision, device, one_pass: bool,
                          steps: int, repeats: int, channels_last: bool) -> float:
     """Images per second (each image = two views) of full training steps fed by ``batches``."""
-    from .train import training_step
+    from .train import to_device, training_step
 
-    it = iter(batches)
-
-    def next_batch():
-        nonlocal it
-        try:
-            return next(it)
-        except StopIteration:
-            it = iter(batches)
-            return next(it)
+    endless = _Endless(batches)
 
     def step():
-        x0, x1 = next_batch()
-        x0, x1 = x0.to(device, non_blocking=True), x1.to(device, non_blocking=True)
-        if channels_last:
-            x0 = x0.contiguous(memory_format=torch.channels_last)
-            x1 = x1.contiguous(memory_format=torch.channels_last)
+        x0, x1 = next(endless)
+        x0, x1 = to_device(x0, device, channels_last), to_device(x1, device, channels_last)
         training_step(model, criterion, optimizer, scaler, x0, x1, precision, one_pass=one_pass)
         return len(x0)
 
@@ -104,24 +103,22 @@ def _training_throughput(batches, model, criterion, optimizer, scaler, precision
         n = sum(step() for _ in range(steps))
         _sync(device)
         rates.append(n / (time.perf_counter() - t0))
-    _stop_workers(it)
+    _stop_workers(endless.it)
     return statistics.median(rates)
 
 
 def run_benchmark(images: torch.Tensor, device=None, batch_size: int = 256, stem: str = "imagenet",
                   steps: int = 3, repeats: int = 3, compile: bool = False, log=print) -> dict:
     """The seed's pipeline against the fast path on this machine: augmentation and full training steps."""
-    import os
-
     from lightly.loss import NTXentLoss
 
     from .config import get_profile
     from .models import SimCLRModel
-    from .train import FastBatches, Precision, make_optimizer, pick_device, pick_precision, seed_everything
+    from .train import FastBatches, Precision, cpu_count, make_optimizer, pick_device, pick_precision, seed_everything
 
     log = log or (lambda s: None)
     dev = pick_device(device)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = cpu_count()
     profile = get_profile("smoke").with_overrides(batch_size=batch_size, stem=stem)
     result = {"device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
               "torch": str(torch.__version__), "batch_size": batch_size, "stem": stem, "cpus": cpus,

@@ -127,14 +127,25 @@ class _PILViews(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i].permute(1, 2, 0).numpy()))
 
 
+def cpu_count() -> int:
+    """CPUs this process may use (a container's limit, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def seed_loader(images: torch.Tensor, batch_size: int, workers: int | None = None, seed: int = 0):
     """The seed's DataLoader, but with as many workers as there are CPUs (not a fixed 8)."""
     if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        workers = cpu_count()
     return torch.utils.data.DataLoader(
         _PILViews(images), batch_size=batch_size, shuffle=True, drop_last=True, num_workers=workers,
         persistent_workers=workers > 0, generator=torch.Generator().manual_seed(seed),
     )
+
+
+def to_device(x: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
+    """A batch of views on the training device, in the model's memory layout."""
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def training_step(model: nn.Module, criterion: nn.Module, optimizer, scaler, x0: torch.Tensor,
@@ -287,11 +298,7 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
         bar = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}/{profile.epochs}", disable=not progress,
                    leave=False, unit="batch")
         for x0, x1 in bar:
-            x0 = x0.to(dev, non_blocking=True)
-            x1 = x1.to(dev, non_blocking=True)
-            if channels_last:
-                x0 = x0.contiguous(memory_format=torch.channels_last)
-                x1 = x1.contiguous(memory_format=torch.channels_last)
+            x0, x1 = to_device(x0, dev, channels_last), to_device(x1, dev, channels_last)
             loss = training_step(step_model, criterion, optimizer, scaler, x0, x1, precision,
                                  one_pass=pipeline == "fast")
             scheduler.step()
