@@ -70,11 +70,11 @@ def lightly_transform(config: AugmentConfig = CIFAR_AUGMENT, normalize: dict | N
     )
 
 
-def normalize(x: torch.Tensor, stats: dict = NORMALIZE) -> torch.Tensor:
+def normalize(x: torch.Tensor, stats: dict = NORMALIZE, inplace: bool = False) -> torch.Tensor:
     """Float images in [0, 1] -> normalised with the course's (or a checkpoint's) statistics."""
     mean = torch.tensor(stats["mean"], device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     std = torch.tensor(stats["std"], device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    return (x - mean) / std
+    return x.sub_(mean).div_(std) if inplace else (x - mean) / std
 
 
 def to_model_input(images_uint8: torch.Tensor, stats: dict = NORMALIZE) -> torch.Tensor:
@@ -166,34 +166,45 @@ def sample_params(n: int, height: int, width: int, config: AugmentConfig = CIFAR
     )
 
 
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL's convert("L")
+
+
 def _gray(x: torch.Tensor) -> torch.Tensor:
-    # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale.
-    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    return (_LUMA[0] * x[:, 0:1] + _LUMA[1] * x[:, 1:2] + _LUMA[2] * x[:, 2:3])
 
 
 def _blend(a: torch.Tensor, b: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+    """torchvision's _blend, ratio * a + (1 - ratio) * b clamped to [0, 1], in place in ``a``."""
     r = ratio.view(-1, 1, 1, 1)
-    return (r * a + (1 - r) * b).clamp_(0, 1)
+    return a.mul_(r).add_((1 - r) * b).clamp_(0, 1)
+
+
+def _hue_constants(x: torch.Tensor) -> torch.Tensor:
+    # Per channel (R, G, B): centre, sign and offset of the piecewise-linear pure-hue ramp.
+    return torch.tensor([[3.0, 2.0, 4.0], [1.0, -1.0, -1.0], [-1.0, 2.0, 2.0]],
+                        device=x.device, dtype=x.dtype).view(3, 1, 3, 1, 1)
 
 
 def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """torchvision's adjust_hue (RGB -> HSV, rotate H, -> RGB), with a shift per image.
 
     Written for speed on whole batches, with the same values as torchvision: element-wise
-    max/min instead of reductions, hue in sextants from channel differences, and the
-    closed form of HSV -> RGB, c = max - (max - min) * clamp(min(k, 4 - k), 0, 1) with
-    k = (n + 6h) mod 6 and n = 5, 3, 1 for R, G, B (saturation and value never change).
+    max/min instead of reductions, hue in sextants h6 in [0, 6) from channel differences,
+    and the closed form of HSV -> RGB: each channel is min + chroma * ramp(h6), where the
+    ramps are the pure hues |h6 - 3| - 1 (R), 2 - |h6 - 2| (G), 2 - |h6 - 4| (B), clamped
+    to [0, 1]. Saturation and value never change, as in torchvision.
     """
-    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    r, g, b = x.unbind(1)
     maxc = torch.maximum(torch.maximum(r, g), b)
     minc = torch.minimum(torch.minimum(r, g), b)
     cr = maxc - minc  # chroma; 0 for greys, whose hue then does not matter
-    h6 = torch.where(maxc == r, g - b, torch.where(maxc == g, (b - r) + 2.0 * cr, (r - g) + 4.0 * cr))
-    h6 = h6 / cr.clamp(min=1e-12) + (6.0 * shift).view(-1, 1, 1)  # hue in sextants, rotated
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    k = torch.remainder(h6.unsqueeze(1) + n, 6.0)
-    ramp = torch.minimum(k, 4.0 - k).clamp_(0, 1)
-    return maxc.unsqueeze(1) - cr.unsqueeze(1) * ramp
+    h6 = torch.where(maxc == r, g - b,
+                     torch.where(maxc == g, (b - r).add_(cr, alpha=2.0), (r - g).add_(cr, alpha=4.0)))
+    h6.div_(cr.clamp(min=1e-12)).add_((6.0 * shift).view(-1, 1, 1))  # hue in sextants, rotated
+    h6 = torch.remainder(h6, 6.0)
+    centre, sign, offset = _hue_constants(x)
+    ramp = (h6.unsqueeze(1) - centre).abs_().mul_(sign).add_(offset).clamp_(0, 1)
+    return ramp.mul_(cr.unsqueeze(1)).add_(minc.unsqueeze(1))
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.Tensor:
@@ -210,9 +221,9 @@ def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, radius: int) -> torch.T
 
 
 def _jitter_op(op: int, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """One of torchvision's four colour-jitter operations, with a factor per image."""
+    """One of torchvision's four colour-jitter operations, with a factor per image (may modify ``x``)."""
     if op == 0:  # brightness
-        return (x * factor.view(-1, 1, 1, 1)).clamp_(0, 1)
+        return x.mul_(factor.view(-1, 1, 1, 1)).clamp_(0, 1)
     if op == 1:  # contrast: blend with the image's mean grey level
         return _blend(x, _gray(x).mean(dim=(1, 2, 3), keepdim=True), factor)
     if op == 2:  # saturation: blend with the image's grey version
@@ -220,24 +231,58 @@ def _jitter_op(op: int, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return _shift_hue(x, factor)
 
 
+def _colour_jitter(x: torch.Tensor, p: ViewParams) -> torch.Tensor:
+    """The four jitter operations in each image's own random order, in place on ``x``.
+
+    At each of the four positions, brightness and contrast run together as one pass over
+    the whole batch: both are a per-image affine map a * x + t followed by a clamp (a = 1,
+    t = 0 for images doing something else there, which leaves them exactly unchanged).
+    Saturation and hue need per-pixel work, so they run only on the images that scheduled
+    them at that position (gathered with index_select, written back with index_copy_).
+    """
+    slots = torch.where(p.jitter[:, None], p.order, -1)  # (B, 4): operation at each position, -1 none
+    scale = torch.where(slots == 0, p.brightness[:, None], torch.where(slots == 1, p.contrast[:, None], 1.0))
+    weight = torch.where(slots == 1, 1.0 - p.contrast[:, None], 0.0)  # of the mean grey level
+    luma = torch.tensor(_LUMA, device=x.device, dtype=x.dtype)
+    for pos in range(4):
+        shift = (x.mean(dim=(2, 3)) @ luma).mul_(weight[:, pos])  # (1 - c) * mean grey, for contrast
+        x.mul_(scale[:, pos].view(-1, 1, 1, 1)).add_(shift.view(-1, 1, 1, 1)).clamp_(0, 1)
+        slot = slots[:, pos]
+        for op, factor in ((2, p.saturation), (3, p.hue)):
+            idx = torch.nonzero(slot == op).flatten()
+            if idx.numel():
+                x.index_copy_(0, idx, _jitter_op(op, x.index_select(0, idx), factor.index_select(0, idx)))
+    return x
+
+
+def _box_coords(start: torch.Tensor, length: torch.Tensor, extent: int, u: torch.Tensor) -> torch.Tensor:
+    """grid_sample coordinates in [-1, 1] of the output pixel centres ``u`` (fractions of the box).
+
+    A pixel centre at fraction u of the box samples the source at start + length * u - 0.5
+    (pixel units), clamped into the box: torchvision crops first and then resizes, so the
+    border pixels of the box are repeated rather than blended with pixels outside it.
+    """
+    start, length = start[:, None].to(u.dtype), length[:, None].to(u.dtype)
+    pos = torch.clamp(torch.addcmul(start - 0.5, length, u), min=start, max=start + length - 1)
+    return pos.mul_(2.0 / extent).add_(1.0 / extent - 1.0)
+
+
 def _crop_flip(images: torch.Tensor, p: ViewParams, size: int) -> torch.Tensor:
     """Crop + resize + flip of a uint8 or float batch as one bilinear resample; float in [0, 1] out.
 
-    Output pixel centre u (align_corners=False coordinates in [-1, 1]) samples the source at
-    sx * u + tx, so the output grid covers the crop box, mirrored when flipped. The map is
-    axis-aligned, so the grid is built from two vectors per image (no affine_grid needed).
+    The same values as torchvision's ``resized_crop`` (bilinear, no antialiasing: a crop of a
+    32x32 image is only ever enlarged) and ``hflip``, for a whole batch with one box per image.
+    The map is axis-aligned, so the grid is built from two vectors per image.
     """
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    _, _, height, width = x.shape
-    base = (torch.arange(size, device=x.device, dtype=x.dtype) * 2 + 1) / size - 1
-    sx = (p.width / width * (1.0 - 2.0 * p.flip.to(x.dtype))).to(x.dtype)
-    tx = ((2 * p.left + p.width) / width - 1).to(x.dtype)
-    sy = (p.height / height).to(x.dtype)
-    ty = ((2 * p.top + p.height) / height - 1).to(x.dtype)
-    gx = sx[:, None] * base[None, :] + tx[:, None]  # (B, size): x coordinate of each column
-    gy = sy[:, None] * base[None, :] + ty[:, None]  # (B, size): y coordinate of each row
-    grid = torch.stack((gx[:, None, :].expand(-1, size, -1), gy[:, :, None].expand(-1, -1, size)), dim=-1)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False).clamp_(0, 1)
+    x = images.float()
+    n, _, height, width = x.shape
+    u = (torch.arange(size, device=x.device, dtype=x.dtype) + 0.5) / size
+    gx = _box_coords(p.left, p.width, width, torch.where(p.flip[:, None], 1.0 - u, u))  # (B, size) columns
+    gy = _box_coords(p.top, p.height, height, u.expand(n, -1))  # (B, size) rows
+    grid = torch.empty(n, size, size, 2, device=x.device, dtype=x.dtype)
+    grid[..., 0], grid[..., 1] = gx[:, None, :], gy[:, :, None]
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return (out.mul_(1 / 255.0) if images.dtype == torch.uint8 else out).clamp_(0, 1)
 
 
 def _blur_radius(config: AugmentConfig) -> int:
@@ -248,18 +293,10 @@ def _blur_radius(config: AugmentConfig) -> int:
 def apply_params(images: torch.Tensor, p: ViewParams, config: AugmentConfig = CIFAR_AUGMENT) -> torch.Tensor:
     """Apply drawn parameters to a uint8 or float batch; returns float views in [0, 1]."""
     x = _crop_flip(images, p, config.size)
-    # Colour jitter: four operations in a random order per image. At each of the four
-    # positions, each operation runs on the images that scheduled it there.
-    if bool(p.jitter.any()):
-        factors = (p.brightness, p.contrast, p.saturation, p.hue)
-        for pos in range(4):
-            slot = torch.where(p.jitter, p.order[:, pos], -1)
-            for op in range(4):
-                idx = torch.nonzero(slot == op).flatten()
-                if idx.numel():
-                    x[idx] = _jitter_op(op, x[idx], factors[op][idx])
-    if bool(p.gray.any()):
-        x = torch.where(p.gray.view(-1, 1, 1, 1), _gray(x).expand(-1, 3, -1, -1), x)
+    x = _colour_jitter(x, p)
+    idx = torch.nonzero(p.gray).flatten()
+    if idx.numel():
+        x.index_copy_(0, idx, _gray(x.index_select(0, idx)).expand(-1, 3, -1, -1))
     if bool(p.blur.any()):
         x = torch.where(p.blur.view(-1, 1, 1, 1), _gaussian_blur(x, p.sigma.to(x.dtype), _blur_radius(config)), x)
     return x
@@ -287,4 +324,4 @@ class BatchedSimCLRAugment(torch.nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor, normalized: bool = True) -> torch.Tensor:
         x = apply_params(images, self.sample(images), self.config)
-        return normalize(x, self.stats) if normalized else x
+        return normalize(x, self.stats, inplace=True) if normalized else x

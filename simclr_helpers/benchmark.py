@@ -43,50 +43,84 @@ class _Endless:
 
 def seed_augment_throughput(images: torch.Tensor, batch_size: int = 256, workers: int | None = None,
                             batches: int = 8, repeats: int = 3) -> float:
-    """Views per second of lightly's SimCLRTransform on PIL images in a DataLoader (two views per image)."""
+    """Views per second of lightly's SimCLRTransform on PIL images in a DataLoader (two views per image).
+
+    Each repeat starts fresh workers, waits for their first batch, times ``batches`` more and
+    shuts the workers down, so nothing keeps running into the next measurement.
+    """
     loader = seed_loader(images, batch_size, workers=workers)
     rates = []
-    batches_of_views = _Endless(loader)
-    next(batches_of_views)  # warm-up: starts the workers
     for _ in range(repeats):
+        batches_of_views = _Endless(loader)
+        next(batches_of_views)  # warm-up: the workers are running
         t0 = time.perf_counter()
         n = 0
         for _ in range(batches):
             x0, x1 = next(batches_of_views)
             n += len(x0) + len(x1)
         rates.append(n / (time.perf_counter() - t0))
-    _stop_workers(batches_of_views.it)
+        _stop_workers(batches_of_views.it)
     return statistics.median(rates)
 
 
 def batched_augment_throughput(images: torch.Tensor, batch_size: int = 256, device="cpu", batches: int = 8,
                                repeats: int = 3) -> float:
-    """Views per second of the batched augmentation on ``device`` (data already there)."""
+    """Views per second of the batched augmentation on ``device`` (data already there).
+
+    Measured as training uses it (``train.FastBatches``): a shuffled batch sliced from the
+    device-resident images, both views made in one call.
+    """
     data = images.to(device)
     aug = BatchedSimCLRAugment(generator=torch.Generator(device=device).manual_seed(0))
     g = torch.Generator(device=device).manual_seed(1)
+
+    def views():
+        batch = data[torch.randint(0, len(data), (batch_size,), device=device, generator=g)]
+        return aug(torch.cat((batch, batch)))
+
     for _ in range(3):  # warm-up: allocator, thread pool
-        aug(data[:batch_size])
+        views()
     _sync(device)
     rates = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         for _ in range(batches):
-            idx = torch.randint(0, len(data), (batch_size,), device=device, generator=g)
-            batch = data[idx]
-            aug(batch)
-            aug(batch)
+            views()
         _sync(device)
         rates.append(2 * batch_size * batches / (time.perf_counter() - t0))
     return statistics.median(rates)
 
 
-def _training_throughput(batches, model, criterion, optimizer, scaler, precision, device, one_pass: bool,
-                         steps: int, repeats: int, channels_last: bool) -> float:
-    """Images per second (each image = two views) of full training steps fed by ``batches``."""
+def augment_throughputs(images: torch.Tensor, batch_size: int = 256, device="cpu", workers: int | None = None,
+                        batches: int = 8, repeats: int = 5) -> dict:
+    """Both augmentation pipelines measured in alternation, so both see the same machine load.
+
+    A shared machine speeds up and slows down over seconds; timing one pipeline after the
+    other would fold that drift into the ratio. Here every repeat times the seed pipeline
+    and then the batched one; the result holds the median views/s of each and the median
+    of the per-repeat ratios.
+    """
+    from .train import keep_freed_memory
+
+    keep_freed_memory()  # as pretrain does
+    seed, fast = [], []
+    for _ in range(repeats):
+        seed.append(seed_augment_throughput(images, batch_size, workers, batches, repeats=1))
+        fast.append(batched_augment_throughput(images, batch_size, device, batches, repeats=1))
+    return {"seed": statistics.median(seed), "fast": statistics.median(fast),
+            "ratio": statistics.median(f / s for f, s in zip(fast, seed, strict=True))}
+
+
+def _training_throughput(make_batches, model, criterion, optimizer, scaler, precision, device, one_pass: bool,
+                         steps: int, channels_last: bool) -> float:
+    """Images per second (each image = two views) of ``steps`` full training steps.
+
+    The batches come from ``make_batches()``, started afresh (DataLoader workers included),
+    warmed up with one step that is not timed, and stopped afterwards.
+    """
     from .train import to_device, training_step
 
-    endless = _Endless(batches)
+    endless = _Endless(make_batches())
 
     def step():
         x0, x1 = next(endless)
@@ -94,46 +128,62 @@ def _training_throughput(batches, model, criterion, optimizer, scaler, precision
         training_step(model, criterion, optimizer, scaler, x0, x1, precision, one_pass=one_pass)
         return len(x0)
 
-    for _ in range(2):  # warm-up: workers, allocator, cuDNN autotuning
-        step()
+    step()  # warm-up: workers, allocator, cuDNN autotuning
     _sync(device)
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        n = sum(step() for _ in range(steps))
-        _sync(device)
-        rates.append(n / (time.perf_counter() - t0))
+    t0 = time.perf_counter()
+    n = sum(step() for _ in range(steps))
+    _sync(device)
+    rate = n / (time.perf_counter() - t0)
     _stop_workers(endless.it)
-    return statistics.median(rates)
+    return rate
 
 
 def run_benchmark(images: torch.Tensor, device=None, batch_size: int = 256, stem: str = "imagenet",
-                  steps: int = 3, repeats: int = 3, compile: bool = False, log=print) -> dict:
-    """The seed's pipeline against the fast path on this machine: augmentation and full training steps."""
+                  steps: int = 5, repeats: int = 3, compile: bool = False, log=print,
+                  augment_batches: int = 16, augment_repeats: int = 7) -> dict:
+    """The seed's pipeline against the fast path on this machine: augmentation and full training steps.
+
+    Both comparisons alternate the two pipelines repeat by repeat and report medians. Each
+    seed measurement starts its DataLoader workers before the clock and takes one untimed
+    batch or step first; batches the workers prepare meanwhile count for the seed, so any
+    bias favours the seed's pipeline.
+    """
     from lightly.loss import NTXentLoss
 
     from .config import get_profile
     from .models import SimCLRModel
-    from .train import FastBatches, Precision, cpu_count, make_optimizer, pick_device, pick_precision, seed_everything
+    from .train import (
+        FastBatches,
+        Precision,
+        cpu_count,
+        keep_freed_memory,
+        make_optimizer,
+        pick_device,
+        pick_precision,
+        seed_everything,
+    )
 
     log = log or (lambda s: None)
     dev = pick_device(device)
+    result_allocator = keep_freed_memory()  # as pretrain does: the same allocator for both pipelines
     cpus = cpu_count()
     profile = get_profile("smoke").with_overrides(batch_size=batch_size, stem=stem)
     result = {"device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
               "torch": str(torch.__version__), "batch_size": batch_size, "stem": stem, "cpus": cpus,
-              "images": len(images)}
+              "images": len(images), "glibc_keeps_freed_memory": result_allocator}
 
-    log(f"augmentation: seed pipeline (lightly SimCLRTransform, DataLoader with {cpus} workers) ...")
-    result["seed_augment_views_per_s"] = round(seed_augment_throughput(images, batch_size, cpus, 4 * steps, repeats))
-    log("augmentation: batched ...")
-    result["fast_augment_views_per_s"] = round(batched_augment_throughput(images, batch_size, dev, 4 * steps, repeats))
+    log(f"augmentation: seed pipeline (lightly SimCLRTransform, DataLoader with {cpus} workers) "
+        f"and batched, {augment_repeats} alternating repeats ...")
+    aug = augment_throughputs(images, batch_size, dev, cpus, augment_batches, augment_repeats)
+    result["seed_augment_views_per_s"] = round(aug["seed"])
+    result["fast_augment_views_per_s"] = round(aug["fast"])
+    result["augment_speedup"] = round(aug["ratio"], 2)
 
     fast_precision = pick_precision(dev)
     channels_last = True  # the fast path's memory format on every device (train.pretrain's default)
     result["seed_dtype"], result["fast_dtype"] = "fp32", fast_precision.name
-    for name, pipeline in (("seed", "seed"), ("fast", "fast")):
-        log(f"training steps: {name} pipeline ...")
+    runners = {}
+    for pipeline in ("seed", "fast"):
         seed_everything(0)
         model = SimCLRModel(stem=stem).to(dev)
         precision = Precision(None, False) if pipeline == "seed" else fast_precision
@@ -141,20 +191,28 @@ def run_benchmark(images: torch.Tensor, device=None, batch_size: int = 256, stem
         if use_cl:
             model = model.to(memory_format=torch.channels_last)
         step_model = torch.compile(model) if compile and pipeline == "fast" else model
-        optimizer = make_optimizer(model, profile)
-        scaler = torch.amp.GradScaler("cuda") if precision.scaler else None
         if pipeline == "seed":
-            batches = seed_loader(images, batch_size, workers=cpus)
+            def make_batches():
+                return seed_loader(images, batch_size, workers=cpus)
         else:
-            batches = FastBatches(images.to(dev), batch_size, torch.Generator(device=dev).manual_seed(0))
-        rate = _training_throughput(batches, step_model, NTXentLoss(temperature=profile.temperature), optimizer,
-                                    scaler, precision, dev, one_pass=pipeline == "fast", steps=steps,
-                                    repeats=repeats, channels_last=use_cl)
+            fast_batches = FastBatches(images.to(dev), batch_size, torch.Generator(device=dev).manual_seed(0))
+
+            def make_batches(batches=fast_batches):
+                return batches
+        args = (make_batches, step_model, NTXentLoss(temperature=profile.temperature), make_optimizer(model, profile),
+                torch.amp.GradScaler("cuda") if precision.scaler else None, precision, dev)
+        runners[pipeline] = (args, {"one_pass": pipeline == "fast", "steps": steps, "channels_last": use_cl})
+    log(f"training steps: seed and fast pipelines, {repeats} alternating repeats ...")
+    rates = {"seed": [], "fast": []}
+    for _ in range(repeats):
+        for pipeline, (args, kwargs) in runners.items():
+            rates[pipeline].append(_training_throughput(*args, **kwargs))
+    for name, values in rates.items():
+        rate = statistics.median(values)
         result[f"{name}_train_images_per_s"] = round(rate, 1)
         result[f"{name}_seconds_per_cifar10_epoch"] = round(50_000 / rate, 2)
-        del batches
-    result["augment_speedup"] = round(result["fast_augment_views_per_s"] / result["seed_augment_views_per_s"], 2)
-    result["train_speedup"] = round(result["fast_train_images_per_s"] / result["seed_train_images_per_s"], 2)
+    result["train_speedup"] = round(statistics.median(f / s for f, s in zip(rates["fast"], rates["seed"],
+                                                                             strict=True)), 2)
     result["compile"] = compile
     return result
 
@@ -175,3 +233,4 @@ def format_table(r: dict) -> str:
     lines = [head, f"{'':<42}{'seed':>12}{'fast':>12}{'fast/seed':>11}"]
     lines += [f"{a:<42}{b:>12}{c:>12}{d:>11}" for a, b, c, d in rows]
     return "\n".join(lines)
+

@@ -94,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
     m.add_argument("--batch-size", type=int, default=256)
     m.add_argument("--stem", choices=["imagenet", "cifar"], default="imagenet")
-    m.add_argument("--steps", type=int, default=3, help="timed steps per repeat")
-    m.add_argument("--repeats", type=int, default=3, help="repeats; the median is reported")
+    m.add_argument("--steps", type=int, default=5, help="timed training steps per repeat")
+    m.add_argument("--repeats", type=int, default=3,
+                   help="training repeats (alternating seed and fast); the median is reported")
     m.add_argument("--compile", action="store_true", help="torch.compile the model on the fast path")
     m.add_argument("--json", action="store_true", help="print the figures as JSON")
 

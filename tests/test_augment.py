@@ -123,6 +123,28 @@ def test_each_jitter_operation_matches_torchvision(bundled, op, fn):
     assert torch.allclose(ours, ref, atol=5e-4)  # float rounding of the grey mean
 
 
+def test_views_equal_torchvision_applied_image_by_image(bundled):
+    """Every step in each image's drawn order, through torchvision's functional ops, one image at a time."""
+    n = 96
+    x = bundled.train.images[:n]
+    p = sample_params(n, 32, 32, CIFAR_AUGMENT, torch.Generator().manual_seed(3))
+    assert p.jitter.any() and (~p.jitter).any() and p.gray.any() and p.flip.any()
+    ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+    factors = (p.brightness, p.contrast, p.saturation, p.hue)
+    ref = []
+    for i in range(n):
+        y = TF.resized_crop(x[i].float() / 255, int(p.top[i]), int(p.left[i]), int(p.height[i]), int(p.width[i]),
+                            [32, 32], antialias=False)
+        y = TF.horizontal_flip(y) if p.flip[i] else y
+        if p.jitter[i]:
+            for op in p.order[i].tolist():
+                y = ops[op](y, float(factors[op][i]))
+        ref.append(TF.rgb_to_grayscale(y, num_output_channels=3) if p.gray[i] else y)
+    ours = apply_params(x, p)
+    # Differences come only from float rounding and torchvision's slightly different luma weights.
+    assert (ours - torch.stack(ref)).abs().max() < 1e-3
+
+
 def test_grayscale_output_has_equal_channels(bundled):
     x = bundled.train.images[:8]
     out = apply_params(x, _identity_params(8, gray=torch.ones(8, dtype=torch.bool)))

@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 
@@ -66,3 +68,25 @@ def test_seed_pipeline_runs_the_same_loop(bundled, tiny_profile, tmp_path):
     res = pretrain(profile, bundled.train.balanced_subset(128), tmp_path, pipeline="seed", progress=False, log=None)
     assert res.metrics[0]["epoch"] == 1 and res.metrics[0]["loss"] > 0
     assert load_checkpoint(res.checkpoint)["pipeline"] == "seed"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_allocator_keeps_freed_memory_on_linux():
+    from simclr_helpers.train import keep_freed_memory
+
+    assert keep_freed_memory() and keep_freed_memory()  # takes effect, and a second call is harmless
+
+
+def test_fast_batches_make_two_different_views_of_the_same_images(bundled):
+    from simclr_helpers.train import FastBatches
+
+    images = bundled.train.images[:64]
+    batches = FastBatches(images, 16, torch.Generator().manual_seed(0))
+    x0, x1 = next(iter(batches))
+    assert x0.shape == x1.shape == (16, 3, 32, 32)
+    assert not torch.allclose(x0, x1)  # independent parameters for the two views
+    # Both views of row i come from the same source image: their mean colours agree far better
+    # than those of different images.
+    same = (x0.mean(dim=(2, 3)) - x1.mean(dim=(2, 3))).abs().mean()
+    other = (x0.mean(dim=(2, 3)) - x1.roll(1, 0).mean(dim=(2, 3))).abs().mean()
+    assert same < other
