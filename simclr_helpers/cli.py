@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   f"CIFAR-10 root, or a folder of unlabelled photos (default ${ENV_DATA})")
     p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data with torchvision")
     p.add_argument("--epochs", type=int, help="override the profile's number of epochs")
-    p.add_argument("--batch-size", type=int, help="override the profile's batch size")
+    p.add_argument("--batch-size", type=int,
+                   help="override the profile's batch size (the global batch: torchrun's processes split it)")
     p.add_argument("--stem", choices=["imagenet", "cifar"], help="override the profile's stem")
     p.add_argument("--train-limit", type=int, help="use at most N training images (class-balanced)")
     p.add_argument("--out", help=f"output folder (default ${ENV_CHECKPOINTS}/<profile>, else checkpoints/<profile>)")
@@ -68,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--no-amp", action="store_true", help="fp32 even on a GPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
+                   help="under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm); default on "
+                        "with GPUs, off on CPUs, where torch does not support it")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
 
     e = sub.add_parser("evaluate", help="kNN or linear-probe accuracy of a pretrained backbone",
@@ -119,16 +123,25 @@ def _log(msg: str) -> None:
 
 
 def cmd_pretrain(args) -> int:
+    from contextlib import nullcontext
+
     from .config import get_profile
+    from .distributed import is_main, main_first, process_group
     from .runs import load_pretrain_data, run_pretrain
 
     profile = get_profile(args.profile).with_overrides(epochs=args.epochs, batch_size=args.batch_size, stem=args.stem,
                                                       train_limit=args.train_limit)
-    data = load_pretrain_data(profile, args.data, args.download, log=_log)
-    result = run_pretrain(profile, data, out=args.out, resume=args.resume, device=args.device,
-                          pipeline=args.pipeline, amp=not args.no_amp, compile=args.compile, log=_log)
-    summary = result.summary()
-    print(json.dumps(summary, indent=1) if args.json else f"checkpoint: {summary['checkpoint']}")
+    # Under torchrun every process runs this command and joins one process group; without it nothing changes.
+    with process_group(args.device) as device:
+        main = is_main()
+        log = _log if main else None  # rank 0 alone speaks
+        with main_first() if args.download else nullcontext():  # one download at a time
+            data = load_pretrain_data(profile, args.data, args.download, log=log)
+        result = run_pretrain(profile, data, out=args.out, resume=args.resume, device=device, pipeline=args.pipeline,
+                              amp=not args.no_amp, compile=args.compile, log=log, sync_bn=args.sync_bn)
+    if main:
+        summary = result.summary()
+        print(json.dumps(summary, indent=1) if args.json else f"checkpoint: {summary['checkpoint']}")
     return 0
 
 

@@ -26,6 +26,7 @@ import torch
 from lightly.loss import NTXentLoss
 from torch import nn
 
+from . import distributed
 from .augment import BatchedSimCLRAugment, lightly_transform
 from .checkpoints import load_checkpoint, save_checkpoint
 from .config import NORMALIZE, Profile, default_checkpoint_dir
@@ -74,7 +75,12 @@ def pick_precision(device: torch.device, amp: bool = True) -> Precision:
 
 
 def make_optimizer(model: nn.Module, profile: Profile) -> torch.optim.Optimizer:
-    """SGD with momentum and weight decay, lr scaled linearly with the batch (lr_per_256 * B / 256)."""
+    """SGD with momentum and weight decay, lr scaled linearly with the batch (lr_per_256 * B / 256).
+
+    B is the profile's batch size, the *global* batch: with N processes each takes B / N
+    images per step, and the lr, the steps per epoch and the schedule are those of one
+    process with batch B, whatever N is.
+    """
     lr = profile.lr_per_256 * profile.batch_size / 256
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=profile.momentum,
                            weight_decay=profile.weight_decay)
@@ -201,8 +207,15 @@ def training_step(model: nn.Module, criterion: nn.Module, optimizer, scaler, x0:
 
 def save_pretrain_checkpoint(path: str | Path, model: SimCLRModel, optimizer, scheduler, profile: Profile,
                              metrics: list[dict], train: ImageTensors, generator: torch.Generator | None = None,
-                             scaler=None, pipeline: str = "fast") -> Path:
-    """Everything needed to resume the run or to evaluate its backbone (notebook 03 and ``pretrain``)."""
+                             scaler=None, pipeline: str = "fast", rng_ranks: list | None = None) -> Path:
+    """Everything needed to resume the run or to evaluate its backbone (notebook 03 and ``pretrain``).
+
+    ``model`` is the unwrapped model (no DDP ``module.`` prefixes), so any number of
+    processes can load the checkpoint. ``rng_ranks``: every process's generator state in
+    a multi-process run (``rng`` is rank 0's); only then are ``world_size`` and
+    ``rng_ranks`` stored, so a single-process checkpoint keeps its keys (notebook 03 lists them).
+    """
+    multi = {"world_size": len(rng_ranks), "rng_ranks": rng_ranks} if rng_ranks else {}
     return save_checkpoint({
         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
@@ -210,7 +223,7 @@ def save_pretrain_checkpoint(path: str | Path, model: SimCLRModel, optimizer, sc
         "epoch": metrics[-1]["epoch"] if metrics else 0, "metrics": metrics,
         "settings": profile.to_dict(), "normalize": NORMALIZE, "classes": list(train.classes),
         "data_source": train.source, "num_train": len(train), "pipeline": pipeline,
-        "torch_version": str(torch.__version__),
+        "torch_version": str(torch.__version__), **multi,
     }, path, kind="simclr")
 
 
@@ -253,7 +266,7 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
              amp: bool = True, channels_last: bool | None = None, compile: bool = False,
              monitor: tuple[ImageTensors, ImageTensors] | None = None, progress: bool = True,
              on_epoch_end: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = print,
-             ) -> PretrainResult:
+             sync_bn: bool | None = None) -> PretrainResult:
     """Pretrain a SimCLR model on ``train`` with the sizes of ``profile``.
 
     Writes ``last.pt`` (atomically, after every epoch), ``metrics.csv`` and
@@ -261,6 +274,15 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
     at the next epoch with the optimizer, schedule and random-number state it had.
     ``monitor`` = (bank, queries): labelled images (held out from the *training*
     set) for the kNN monitor every ``profile.knn_every`` epochs.
+
+    Inside a process group (``torchrun``, see ``distributed``) each process trains on its
+    own shard of ``train`` with ``profile.batch_size // world_size`` images per step (the
+    profile's batch is the global batch, see ``make_optimizer``), the model wrapped in
+    DistributedDataParallel, negatives gathered across processes, and with ``sync_bn``
+    (default: on GPUs) SyncBatchNorm. Rank 0 alone logs, runs the monitor and writes
+    files. A resume with another number of processes continues weights, optimizer,
+    schedule and epoch, but draws a new data order (per-process random streams do not
+    carry over to a different number of processes).
     """
     from tqdm.auto import tqdm
 
@@ -268,8 +290,11 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
 
     if pipeline not in PIPELINES:
         raise ValueError(f"unknown pipeline {pipeline!r}; choose {PIPELINES}")
+    world, rank = distributed.world_size(), distributed.rank()
+    if rank != 0:  # rank 0 alone logs and shows progress
+        log, progress = None, False
     log = log or (lambda s: None)
-    dev = pick_device(device)
+    dev = distributed.rank_device(pick_device(device))
     keep_freed_memory()  # CPU-side temporaries: batches of views on CPU, and the seed's workers
     out_dir = Path(out_dir) if out_dir is not None else default_checkpoint_dir() / profile.name
     ckpt_path = out_dir / "last.pt"
@@ -282,22 +307,26 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
         profile = Profile.from_dict(state["settings"]).with_overrides(epochs=profile.epochs)
     elif resume:
         log(f"no checkpoint at {ckpt_path} yet; starting a new run")
+    distributed.check_same(state["epoch"] if state else None, f"the epoch to resume from {ckpt_path}")
 
     seed_everything(profile.seed)
     model = SimCLRModel(stem=profile.stem, projection_dim=profile.projection_dim).to(dev)
+    if distributed.use_sync_bn(sync_bn, dev, world):  # same parameters and state_dict names as BatchNorm
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if channels_last is None:  # NHWC suits cuDNN's tensor cores and oneDNN on CPUs alike
         channels_last = True
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     precision = pick_precision(dev, amp)
-    criterion = NTXentLoss(temperature=profile.temperature)
+    criterion = NTXentLoss(temperature=profile.temperature, gather_distributed=world > 1)
     optimizer = make_optimizer(model, profile)
-    steps = len(train) // profile.batch_size
+    batch_size = distributed.per_rank_batch(profile.batch_size, world)
+    steps = len(train) // profile.batch_size  # = len(shard) // batch_size on every rank
     if steps == 0:
         raise ValueError(f"{len(train)} training images are fewer than one batch of {profile.batch_size}")
     scheduler = make_scheduler(optimizer, steps, profile)
     scaler = torch.amp.GradScaler("cuda") if precision.scaler else None
-    generator = torch.Generator(device=dev).manual_seed(profile.seed)
+    generator = torch.Generator(device=dev).manual_seed(distributed.rank_seed(profile.seed, rank))
 
     metrics: list[dict] = []
     start_epoch = 0
@@ -307,23 +336,33 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        generator.set_state(state["rng"])
         metrics = list(state["metrics"])
         start_epoch = int(state["epoch"])
+        rngs = state.get("rng_ranks") or [state["rng"]]
+        if len(rngs) == world:
+            generator.set_state(rngs[rank])
+        else:  # random streams of N processes cannot become those of M: a new data order from here on
+            generator.manual_seed(distributed.rank_seed(profile.seed + start_epoch, rank))
+            log(f"{ckpt_path} was written by {len(rngs)} process(es), this run has {world}: weights, optimizer, "
+                "schedule and epoch continue, the data order and views are drawn afresh")
         log(f"resuming {ckpt_path} at epoch {start_epoch + 1}/{profile.epochs}")
     if start_epoch >= profile.epochs:
         log(f"{ckpt_path} already finished {start_epoch} epochs; nothing to do")
 
-    step_model = torch.compile(model) if compile else model
+    step_model = model  # `model` stays unwrapped: checkpoints without `module.` prefixes, the monitor
+    if world > 1:  # DDP averages the gradients over the processes, so every rank takes the same step
+        step_model = nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
+    step_model = torch.compile(step_model) if compile else step_model
+    shard = train.subset(distributed.shard_indices(len(train), rank, world)) if world > 1 else train
     if pipeline == "fast":
-        batches = FastBatches(train.images.to(dev), profile.batch_size, generator)
+        batches = FastBatches(shard.images.to(dev), batch_size, generator)
     else:
-        batches = seed_loader(train.images, profile.batch_size, seed=profile.seed)
+        batches = seed_loader(shard.images, batch_size, seed=distributed.rank_seed(profile.seed, rank))
     t_run = time.perf_counter()
     for epoch in range(start_epoch, profile.epochs):
         model.train()
         if pipeline == "seed":
-            batches.generator.manual_seed(profile.seed + epoch)
+            batches.generator.manual_seed(distributed.rank_seed(profile.seed + epoch, rank))
         total, n_steps = torch.zeros((), device=dev), 0
         t0 = time.perf_counter()
         bar = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}/{profile.epochs}", disable=not progress,
@@ -341,16 +380,20 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         seconds = time.perf_counter() - t0
+        total = distributed.all_reduce_mean(total)  # the global batch's loss: the mean over processes
+        rng_ranks = distributed.all_gather_objects(generator.get_state()) if world > 1 else None
         row = {"epoch": epoch + 1, "loss": round(float(total) / max(1, n_steps), 5),
                "lr": round(scheduler.get_last_lr()[0], 6), "seconds": round(seconds, 2),
                "images_per_s": round(n_steps * profile.batch_size / seconds, 1), "knn_top1": None}
-        if monitor is not None and profile.knn_every and ((epoch + 1) % profile.knn_every == 0
-                                                          or epoch + 1 == profile.epochs):
+        if monitor is not None and rank == 0 and profile.knn_every and ((epoch + 1) % profile.knn_every == 0
+                                                                         or epoch + 1 == profile.epochs):
             row["knn_top1"] = round(knn_monitor(model.backbone, monitor[0], monitor[1], dev, k=profile.knn_k), 4)
         metrics.append(row)
-        save_pretrain_checkpoint(ckpt_path, model, optimizer, scheduler, profile, metrics, train,
-                                 generator=generator, scaler=scaler, pipeline=pipeline)
-        _write_logs(out_dir, metrics)
+        if rank == 0:
+            save_pretrain_checkpoint(ckpt_path, model, optimizer, scheduler, profile, metrics, train,
+                                     generator=generator, scaler=scaler, pipeline=pipeline, rng_ranks=rng_ranks)
+            _write_logs(out_dir, metrics)
+        distributed.barrier()  # the other ranks wait for rank 0's monitor and files
         knn = f", kNN top-1 {row['knn_top1']:.1%}" if row["knn_top1"] is not None else ""
         log(f"epoch {epoch + 1:>3}/{profile.epochs}: loss {row['loss']:.4f}, lr {row['lr']:.4f}, "
             f"{row['images_per_s']:.0f} img/s, {seconds:.1f} s{knn}")
