@@ -234,3 +234,54 @@ def format_table(r: dict) -> str:
     lines += [f"{a:<42}{b:>12}{c:>12}{d:>11}" for a, b, c, d in rows]
     return "\n".join(lines)
 
+
+def probe_speed(backbone: torch.nn.Module, train, epochs: int = 10, stats: dict | None = None, device=None,
+                batch_size: int = 256, progress: bool = False) -> dict:
+    """Seconds for ``epochs`` epochs of linear-probe training: on cached features vs the seed's way.
+
+    Cached (the course): the frozen backbone runs once over the training images, then the
+    probe trains on the stored features. The seed's way: every epoch runs every batch
+    through the backbone again before the probe's step. Both use the same frozen backbone
+    (eval mode), the same optimiser and the same number of epochs.
+    """
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    from .augment import to_model_input
+    from .config import NORMALIZE
+    from .evaluate import extract_features, freeze, train_linear_probe
+
+    stats = stats or NORMALIZE
+    dev = device or next(backbone.parameters()).device
+    freeze(backbone)
+    n_classes = len(train.classes)
+    _sync(dev)
+    t0 = time.perf_counter()
+    features = extract_features(backbone, train, stats, batch_size=batch_size, device=dev)
+    train_linear_probe(features, train.labels.cpu(), n_classes, epochs=epochs)
+    cached = time.perf_counter() - t0
+
+    fc = torch.nn.Linear(features.shape[1], n_classes).to(dev)
+    opt = torch.optim.Adam(fc.parameters(), lr=1e-3, weight_decay=1e-6)
+    images, labels = train.images, train.labels
+    g = torch.Generator().manual_seed(0)
+    channels_last = next(backbone.parameters()).is_contiguous(memory_format=torch.channels_last)
+    _sync(dev)
+    t0 = time.perf_counter()
+    for _ in tqdm(range(epochs), desc="probe, the seed's way", disable=not progress, leave=False, unit="epoch"):
+        perm = torch.randperm(len(images), generator=g)
+        for i in range(0, len(images), batch_size):
+            idx = perm[i:i + batch_size]
+            x = to_model_input(images[idx].to(dev), stats)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.no_grad():
+                h = backbone(x).float().flatten(1)
+            loss = F.cross_entropy(fc(h), labels[idx].to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    _sync(dev)
+    seed_way = time.perf_counter() - t0
+    return {"epochs": epochs, "images": len(images), "cached_s": round(cached, 2), "seed_way_s": round(seed_way, 2),
+            "speedup": round(seed_way / cached, 1)}

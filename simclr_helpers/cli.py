@@ -1,4 +1,4 @@
-"""The command line: ``python -m simclr_helpers {pretrain,evaluate,predict,benchmark,build-subset}``.
+"""The command line: ``python -m simclr_helpers {pretrain,evaluate,predict,benchmark,reproduce,results,...}``.
 
 The same functions the notebooks call; a long GPU run can start headless here
 and its checkpoint be opened by the notebooks. Errors a user can cause print one
@@ -34,7 +34,17 @@ EXAMPLES = {
     "benchmark": """examples:
   python -m simclr_helpers benchmark                       # this machine, ImageNet stem, batch 256
   python -m simclr_helpers benchmark --stem cifar --device cuda --json
-  python -m simclr_helpers benchmark --data ~/data/cifar10-jpeg --compile""",
+  python -m simclr_helpers benchmark --data ~/data/cifar10-jpeg --compile
+  python -m simclr_helpers benchmark --record              # keep it for the README's speed table""",
+    "reproduce": """examples:
+  python -m simclr_helpers reproduce --profile smoke --record
+  python -m simclr_helpers reproduce --profile smoke --stem cifar --epochs 3 --no-supervised --record
+  python -m simclr_helpers reproduce --profile cpu --data ~/data/cifar10-jpeg --record
+      (pretrains, or resumes a run in checkpoints/<row id>, then measures every figure of a row)""",
+    "results": """examples:
+  python -m simclr_helpers results                         # the tables, from simclr_helpers/assets/results.json
+  python -m simclr_helpers results --check README.md       # exit 1 if the README says anything else
+  python -m simclr_helpers results --write README.md""",
     "build-subset": """examples:
   python -m simclr_helpers build-subset --source ~/data/cifar10-jpeg
       (rebuilds simclr_helpers/assets/cifar10_subset.zip; see assets/SUBSET.md)""",
@@ -103,6 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training repeats (alternating seed and fast); the median is reported")
     m.add_argument("--compile", action="store_true", help="torch.compile the model on the fast path")
     m.add_argument("--json", action="store_true", help="print the figures as JSON")
+    m.add_argument("--record", nargs="?", const="", metavar="RESULTS_JSON",
+                   help="store the run for the README's speed table (default simclr_helpers/assets/results.json)")
+
+    r = sub.add_parser("reproduce", help="one row of the results table: pretrain (or resume), then measure it all",
+                       epilog=EXAMPLES["reproduce"], formatter_class=_formatter)
+    r.add_argument("--profile", choices=list(PROFILES), help=f"sizes of the run (default ${ENV_PROFILE} or smoke)")
+    r.add_argument("--stem", choices=["imagenet", "cifar"], help="override the profile's stem")
+    r.add_argument("--epochs", type=int, help="override the profile's number of epochs")
+    r.add_argument("--data", help="'bundled', or CIFAR-10 as an image folder or torchvision root")
+    r.add_argument("--out", help="checkpoint folder (default checkpoints/<row id>)")
+    r.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
+    r.add_argument("--no-supervised", action="store_true",
+                   help="skip the supervised from-scratch baselines (the longest part on a CPU)")
+    r.add_argument("--probe-epochs", type=int, default=10,
+                   help="epochs of the cached-probe vs seed's-way timing (0 skips it)")
+    r.add_argument("--record", nargs="?", const="", metavar="RESULTS_JSON",
+                   help="store the row (default simclr_helpers/assets/results.json)")
+
+    t = sub.add_parser("results", help="print the results tables, or check/update the README's copy",
+                       epilog=EXAMPLES["results"], formatter_class=_formatter)
+    t.add_argument("--file", help="results JSON (default simclr_helpers/assets/results.json)")
+    group = t.add_mutually_exclusive_group()
+    group.add_argument("--check", metavar="README", help="exit 1 if the README's tables differ from the file")
+    group.add_argument("--write", metavar="README", help="replace the README's tables with the file's")
 
     b = sub.add_parser("build-subset", help="rebuild the bundled offline CIFAR-10 subset",
                        epilog=EXAMPLES["build-subset"], formatter_class=_formatter)
@@ -188,11 +222,51 @@ def cmd_benchmark(args) -> int:
     result = run_benchmark(images, args.device, args.batch_size, args.stem, args.steps, args.repeats,
                            args.compile, log=_log)
     print(json.dumps(result, indent=1) if args.json else format_table(result))
+    if args.record is not None:
+        import time
+
+        from .results import RESULTS_FILE, hardware, record_benchmark
+        from .train import pick_device
+
+        result = {**result, "hardware": hardware(pick_device(args.device)), "date": time.strftime("%Y-%m-%d")}
+        _log(f"recorded in {record_benchmark(result, Path(args.record) if args.record else RESULTS_FILE)}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from .config import get_profile
+    from .results import RESULTS_FILE, record
+    from .runs import run_reproduce
+
+    profile = get_profile(args.profile).with_overrides(stem=args.stem, epochs=args.epochs)
+    row = run_reproduce(profile, args.data, args.out, args.device, supervised=not args.no_supervised,
+                        probe_epochs=args.probe_epochs, log=_log)
+    print(json.dumps(row, indent=1))
+    if args.record is not None:
+        _log(f"recorded in {record(row, Path(args.record) if args.record else RESULTS_FILE)}")
+    return 0
+
+
+def cmd_results(args) -> int:
+    from .results import RESULTS_FILE, check_readme, load_results, markdown_tables, write_readme
+
+    rows = load_results(Path(args.file) if args.file else RESULTS_FILE)
+    if args.check:
+        if not check_readme(args.check, rows):
+            _err(f"{args.check}: its results tables differ from the results file; "
+                 f"run python -m simclr_helpers results --write {args.check}")
+            return 1
+        print(f"{args.check}: results tables match the results file")
+    elif args.write:
+        print(f"wrote {write_readme(args.write, rows)}")
+    else:
+        print(markdown_tables(rows), end="")
     return 0
 
 
 COMMANDS = {"pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "benchmark": cmd_benchmark, "build-subset": cmd_build_subset}
+            "benchmark": cmd_benchmark, "reproduce": cmd_reproduce, "results": cmd_results,
+            "build-subset": cmd_build_subset}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -138,6 +138,35 @@ def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classe
     return torch.bincount(index, minlength=num_classes ** 2).view(num_classes, num_classes)
 
 
+LABEL_FRACTIONS = (0.01, 0.1, 1.0)  # label-efficiency points: 1%, 10% and all of the training labels
+
+
+def label_subset(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
+    """Indices of a class-balanced ``fraction`` of the labelled images (at least one per class).
+
+    Subsets are nested: with the same seed, the 1% subset lies inside the 10% subset, so
+    the label-efficiency curves differ only by how many labels they add.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"a label fraction must lie in (0, 1], not {fraction}")
+    g = torch.Generator().manual_seed(seed)
+    labels = labels.cpu()
+    picked = []
+    for c in torch.unique(labels):
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        picked.append(idx[:max(1, round(fraction * len(idx)))])
+    return torch.sort(torch.cat(picked)).values
+
+
+def probe_with_labels(f_train: torch.Tensor, y_train: torch.Tensor, f_test: torch.Tensor, y_test: torch.Tensor,
+                      fraction: float, num_classes: int, epochs: int = 100, seed: int = 0) -> float:
+    """Test top-1 of a linear probe trained on the cached features of ``fraction`` of the labels."""
+    idx = label_subset(y_train, fraction, seed)
+    fc = train_linear_probe(f_train[idx], y_train[idx], num_classes, epochs=epochs, seed=seed)
+    return linear_accuracy(fc, f_test, y_test).top1
+
+
 def evaluate_backbone(backbone: nn.Module, train: ImageTensors, test: ImageTensors, method: str = "knn",
                       stats: dict = NORMALIZE, device=None, k: int = 200, linear_epochs: int = 100,
                       progress: bool = False) -> dict:

@@ -136,3 +136,24 @@ def embedding_map(points: np.ndarray, labels: np.ndarray, classes, title: str, a
     ax.set_xticks([])
     ax.set_yticks([])
     return ax
+
+
+def label_efficiency(curves: dict[str, dict[float, float]], title: str, ax=None):
+    """Test top-1 against the share of labels used, one line per model (notebooks 01 and 04)."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+    else:
+        fig = ax.figure
+    for (name, points), marker in zip(curves.items(), "osD^v", strict=False):
+        xs = sorted(points)
+        ax.plot([100 * x for x in xs], [100 * points[x] for x in xs], marker=marker, label=name)
+    ax.set_xscale("log")
+    ticks = sorted({100 * x for points in curves.values() for x in points})
+    ax.set_xticks(ticks, [f"{t:g}%" for t in ticks])
+    ax.set_xlabel("labelled training images used")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

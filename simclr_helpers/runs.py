@@ -11,7 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import Profile, default_checkpoint_dir, default_data_root
+import torch
+
+from .config import PROFILES, Profile, default_checkpoint_dir, default_data_root
 from .data import load_cifar10, load_unlabelled_folder
 from .errors import DataError
 
@@ -133,3 +135,122 @@ def load_or_make_classifier(profile: Profile, checkpoint_dir: str | Path | None 
                    "profile): training the linear probe now")
     simclr = load_or_pretrain(profile, path.parent, log=log, device=device)
     return Path(run_evaluate(simclr, method="linear", out=path, device=device, log=log, progress=False)["classifier"])
+
+
+def run_report(checkpoint: str | Path, data: str | Path | None = None, device: str | None = None,
+               fractions=None, supervised: bool = True, probe_epochs: int = 10, log: Log | None = print,
+               progress: bool = True) -> dict:
+    """Everything the results table says about one pretraining checkpoint, measured now.
+
+    kNN and linear top-1 of the SimCLR backbone and of a random-init backbone of the same
+    stem; label efficiency (linear probes on 1%, 10% and 100% of the labels, and, with
+    ``supervised``, the same stem trained from scratch on those labels for as many steps
+    as the pretraining took); the probe on projection-head outputs z instead of backbone
+    features h; and the cached-probe speed-up over the seed's way (``probe_epochs``).
+    Every accuracy is on the test split; nothing here chooses anything by test accuracy.
+    """
+    from .benchmark import probe_speed
+    from .evaluate import LABEL_FRACTIONS, extract_features, freeze, knn_accuracy, probe_with_labels
+    from .models import build_backbone
+    from .results import describe_data, hardware
+    from .supervised import SupervisedRecipe, predict, train_supervised
+    from .train import load_simclr, pick_device, seed_everything
+
+    log = log or (lambda s: None)
+    fractions = tuple(fractions or LABEL_FRACTIONS)
+    dev = pick_device(device)
+    model, state = load_simclr(checkpoint, device=dev)
+    settings = state["settings"]
+    spec = str(data) if data else settings.get("extra", {}).get("data", "bundled")
+    if spec != "bundled" and not Path(spec).expanduser().exists():
+        raise DataError(f"{spec}: the data this checkpoint was trained on is not there; pass --data PATH.")
+    splits = load_cifar10(spec)
+    train, test = splits.train, splits.test
+    y_train, y_test, n_classes = train.labels.cpu(), test.labels.cpu(), len(train.classes)
+    stats, epochs_probe = state["normalize"], settings["linear_epochs"]
+    seed_everything(settings["seed"])
+    backbones = {"simclr": freeze(model.backbone), "random_init": freeze(build_backbone(settings["stem"]).to(dev))}
+    feats = {}
+    for name, backbone in backbones.items():
+        feats[name] = (extract_features(backbone, train, stats, device=dev, progress=progress, desc=f"{name} train"),
+                       extract_features(backbone, test, stats, device=dev, progress=progress, desc=f"{name} test"))
+    row = {"knn": {}, "linear": {}, "label_efficiency": {}}
+    for name, (f_train, f_test) in feats.items():
+        row["knn"][name] = round(knn_accuracy(f_train, y_train, f_test, y_test, n_classes, k=settings["knn_k"]).top1, 4)
+        log(f"kNN top-1 ({name}): {row['knn'][name]:.1%}")
+    for fraction in fractions:
+        cell = row["label_efficiency"].setdefault(str(fraction), {})
+        for name, (f_train, f_test) in feats.items():
+            cell[name] = round(probe_with_labels(f_train, y_train, f_test, y_test, fraction, n_classes,
+                                                 epochs_probe, settings["seed"]), 4)
+        log(f"linear probe, {fraction:.0%} of the labels: SimCLR {cell['simclr']:.1%}, "
+            f"random init {cell['random_init']:.1%}")
+    full = row["label_efficiency"].get("1.0") or row["label_efficiency"][str(max(fractions))]
+    row["linear"] = {"simclr": full["simclr"], "random_init": full["random_init"]}
+    # z = g(h): the projection head on the cached backbone features (eval mode: its BatchNorm is frozen too).
+    head = model.projection_head.eval()
+    with torch.no_grad():
+        z_train, z_test = (head(f.to(dev)).float().cpu() for f in feats["simclr"])
+    row["linear_z"] = round(probe_with_labels(z_train, y_train, z_test, y_test, 1.0, n_classes, epochs_probe,
+                                              settings["seed"]), 4)
+    log(f"linear probe on z (projection head): {row['linear_z']:.1%} vs h (backbone): {row['linear']['simclr']:.1%}")
+    if probe_epochs:
+        row["probe_speed"] = probe_speed(model.backbone, train, probe_epochs, stats, dev, progress=progress)
+        log(f"linear probe, {probe_epochs} epochs: cached {row['probe_speed']['cached_s']:.1f} s, the seed's way "
+            f"{row['probe_speed']['seed_way_s']:.1f} s ({row['probe_speed']['speedup']:.1f}x)")
+    steps = int(state["epoch"]) * (int(state["num_train"]) // settings["batch_size"])
+    if supervised:
+        from .evaluate import accuracy_from, label_subset
+
+        t0 = time.perf_counter()
+        for fraction in fractions:
+            idx = label_subset(y_train, fraction, settings["seed"])
+            recipe = SupervisedRecipe(steps=steps, batch_size=settings["batch_size"], seed=settings["seed"])
+            net = train_supervised(train.subset(idx), settings["stem"], recipe, dev, stats, progress=progress)
+            top1 = accuracy_from(predict(net, test, stats), y_test).top1
+            row["label_efficiency"][str(fraction)]["supervised"] = round(top1, 4)
+            log(f"supervised from scratch, {fraction:.0%} of the labels ({len(idx)} images, {steps} steps): {top1:.1%}")
+        row["supervised_seconds"] = round(time.perf_counter() - t0, 1)
+    metrics = state["metrics"]
+    import lightly
+
+    row.update({
+        "profile": settings["name"], "data": describe_data(spec), "stem": settings["stem"],
+        "epochs": int(state["epoch"]), "batch_size": settings["batch_size"], "hardware": hardware(dev),
+        "pretrain_seconds": round(sum(m["seconds"] for m in metrics), 1),
+        "monitor_knn": next((m["knn_top1"] for m in reversed(metrics) if m.get("knn_top1") is not None), None),
+        "supervised_steps": steps if supervised else None, "n_train": len(train), "n_test": len(test),
+        "torch": str(torch.__version__).split("+")[0], "lightly": lightly.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    })
+    return row
+
+
+def run_reproduce(profile: Profile, data: str | Path | None = None, out: str | Path | None = None,
+                  device: str | None = None, supervised: bool = True, fractions=None, probe_epochs: int = 10,
+                  log: Log | None = print, progress: bool = True) -> dict:
+    """One row of the results table: pretrain (or resume a finished or interrupted run), then ``run_report``."""
+    data_info = load_pretrain_data(profile, data, log=log)
+    out_dir = Path(out) if out else default_checkpoint_dir() / _row_id(profile, data_info["spec"])
+    result = run_pretrain(profile, data_info, out_dir, log=log, resume=True, device=device, progress=progress)
+    row = run_report(result.checkpoint, data_info["spec"], device, fractions, supervised, probe_epochs, log, progress)
+    row["id"] = _row_id(profile, data_info["spec"])
+    command = f"python -m simclr_helpers reproduce --profile {profile.name}"
+    if profile.stem != PROFILES[profile.name].stem:
+        command += f" --stem {profile.stem}"
+    if profile.epochs != PROFILES[profile.name].epochs:
+        command += f" --epochs {profile.epochs}"
+    if data_info["spec"] != "bundled":
+        command += " --data CIFAR10_DIR"
+    if not supervised:
+        command += " --no-supervised"
+    if probe_epochs != 10:
+        command += f" --probe-epochs {probe_epochs}"
+    row["command"] = command + " --record"
+    return row
+
+
+def _row_id(profile: Profile, spec: str) -> str:
+    """``<profile>-<stem>[-<N>ep][-cifar10]``: what sets a row apart from the profile's defaults."""
+    epochs = "" if profile.epochs == PROFILES[profile.name].epochs else f"-{profile.epochs}ep"
+    return f"{profile.name}-{profile.stem}{epochs}" + ("" if spec == "bundled" else "-cifar10")
