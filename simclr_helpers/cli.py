@@ -248,17 +248,18 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from .results import RESULTS_FILE, check_readme, load_results, markdown_tables, write_readme
+    from .results import RESULTS_FILE, check_readme, load_benchmarks, load_results, markdown_tables, write_readme
 
-    rows = load_results(Path(args.file) if args.file else RESULTS_FILE)
+    path = Path(args.file) if args.file else RESULTS_FILE
+    rows, benchmarks = load_results(path), load_benchmarks(path)
     if args.check:
-        if not check_readme(args.check, rows):
+        if not check_readme(args.check, rows, benchmarks):
             _err(f"{args.check}: its results tables differ from the results file; "
                  f"run python -m simclr_helpers results --write {args.check}")
             return 1
         print(f"{args.check}: results tables match the results file")
     elif args.write:
-        print(f"wrote {write_readme(args.write, rows)}")
+        print(f"wrote {write_readme(args.write, rows, benchmarks)}")
     else:
         print(markdown_tables(rows), end="")
     return 0

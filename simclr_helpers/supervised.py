@@ -61,7 +61,7 @@ def train_supervised(train: ImageTensors, stem: str, recipe: SupervisedRecipe, d
     """A network of ``stem`` trained from scratch on ``train``'s images and labels."""
     from tqdm.auto import tqdm
 
-    from .train import pick_device, pick_precision, seed_everything
+    from .train import backward_and_step, pick_device, pick_precision, seed_everything
 
     dev = pick_device(device)
     seed_everything(recipe.seed)
@@ -96,14 +96,7 @@ def train_supervised(train: ImageTensors, stem: str, recipe: SupervisedRecipe, d
         with torch.autocast(dev.type, dtype=precision.dtype or torch.float32, enabled=precision.dtype is not None):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), labels[idx], label_smoothing=recipe.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+        backward_and_step(loss, opt, scaler)
         sched.step()
         if step % 20 == 0:
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")

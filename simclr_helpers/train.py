@@ -194,6 +194,12 @@ def training_step(model: nn.Module, criterion: nn.Module, optimizer, scaler, x0:
         else:  # the seed's way
             z0, z1 = model(x0), model(x1)
     loss = criterion(z0.float(), z1.float())
+    backward_and_step(loss, optimizer, scaler)
+    return loss.detach()
+
+
+def backward_and_step(loss: torch.Tensor, optimizer, scaler=None) -> None:
+    """Gradients of ``loss`` and one optimiser step, through the fp16 gradient scaler when there is one."""
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -202,7 +208,6 @@ def training_step(model: nn.Module, criterion: nn.Module, optimizer, scaler, x0:
     else:
         loss.backward()
         optimizer.step()
-    return loss.detach()
 
 
 def save_pretrain_checkpoint(path: str | Path, model: SimCLRModel, optimizer, scheduler, profile: Profile,

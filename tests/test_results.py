@@ -104,8 +104,10 @@ def test_check_fails_when_the_readme_drifts(tmp_path):
     assert check_readme(readme, rows, benchmarks=[])
     readme.write_text(readme.read_text().replace("| 200 |", "| 100 |", 1))  # one figure edited by hand
     assert not check_readme(readme, rows, benchmarks=[])
-    proc = subprocess.run([sys.executable, "-m", "simclr_helpers", "results", "--check", str(readme)],
-                          capture_output=True, text=True)
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"rows": rows}))
+    proc = subprocess.run([sys.executable, "-m", "simclr_helpers", "results", "--file", str(results),
+                           "--check", str(readme)], capture_output=True, text=True)
     assert proc.returncode == 1 and "results --write" in proc.stderr
     write_readme(readme, rows, benchmarks=[])
     assert check_readme(readme, rows, benchmarks=[]) and readme.read_text().endswith("\n\nmore\n")
