@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
@@ -37,16 +38,19 @@ def resolve_data(profile: Profile, data: str | Path | None) -> str:
 
 def load_pretrain_data(profile: Profile, data: str | Path | None = None, download: bool = False,
                        log: Log | None = print) -> dict:
-    """Training images (class-balanced ``train_limit``), kNN-monitor split and the data spec."""
+    """Training images (class-balanced ``train_limit``), kNN-monitor split, the data spec, and the
+    CIFAR-10 splits they were drawn from (``None`` for an unlabelled folder), so that ``reproduce``
+    evaluates without reading the images a second time."""
     log = log or (lambda s: None)
     spec = resolve_data(profile, data)
     t0 = time.perf_counter()
     root = Path(spec).expanduser()
     labelled = (spec == "bundled" or download or (root / "train").is_dir()
                 or (root / "cifar-10-batches-py").is_dir() or not root.is_dir())
+    splits = None
     if labelled:
-        labelled_train = load_cifar10(spec, download=download).train.balanced_subset(profile.train_limit,
-                                                                                     profile.seed)
+        splits = load_cifar10(spec, download=download)
+        labelled_train = splits.train.balanced_subset(profile.train_limit, profile.seed)
         # The monitor's queries are held out of pretraining too: a network that has seen
         # an image (even unlabelled) finds its twin in the bank, and the monitor flatters.
         train, held = labelled_train.split(MONITOR_FRACTION, seed=profile.seed)
@@ -54,7 +58,7 @@ def load_pretrain_data(profile: Profile, data: str | Path | None = None, downloa
     else:
         train, monitor = load_unlabelled_folder(root), None
     log(f"data: {train.source}, {len(train)} training images ({time.perf_counter() - t0:.1f} s to load)")
-    return {"train": train, "monitor": monitor, "spec": spec}
+    return {"train": train, "monitor": monitor, "spec": spec, "splits": splits}
 
 
 def run_pretrain(profile: Profile, data: dict, out: str | Path | None = None, log: Log | None = print,
@@ -64,6 +68,16 @@ def run_pretrain(profile: Profile, data: dict, out: str | Path | None = None, lo
     out_dir = Path(out) if out else default_checkpoint_dir() / profile.name
     profile = profile.with_overrides(extra={**profile.extra, "data": data["spec"]})
     return pretrain(profile, data["train"], out_dir, monitor=data["monitor"], log=log, **kwargs)
+
+
+def _checkpoint_data(settings: dict, data: str | Path | None, splits=None):
+    """The data spec a checkpoint was trained on (or ``data``) and its CIFAR-10 splits (loaded unless given)."""
+    spec = str(data) if data else settings.get("extra", {}).get("data", "bundled")
+    if splits is not None:
+        return spec, splits
+    if spec != "bundled" and not Path(spec).expanduser().exists():
+        raise DataError(f"{spec}: the data this checkpoint was trained on is not there; pass --data PATH.")
+    return spec, load_cifar10(spec)
 
 
 def run_evaluate(checkpoint: str | Path, method: str = "knn", random_init: bool = False,
@@ -81,10 +95,7 @@ def run_evaluate(checkpoint: str | Path, method: str = "knn", random_init: bool 
     log = log or (lambda s: None)
     model, state = load_simclr(checkpoint, device="cpu")
     settings = state["settings"]
-    spec = str(data) if data else settings.get("extra", {}).get("data", "bundled")
-    if spec != "bundled" and not Path(spec).expanduser().exists():
-        raise DataError(f"{spec}: the data this checkpoint was trained on is not there; pass --data PATH.")
-    splits = load_cifar10(spec)
+    spec, splits = _checkpoint_data(settings, data)
     if random_init:
         seed_everything(settings["seed"])
         backbone = build_backbone(settings["stem"])
@@ -139,7 +150,7 @@ def load_or_make_classifier(profile: Profile, checkpoint_dir: str | Path | None 
 
 def run_report(checkpoint: str | Path, data: str | Path | None = None, device: str | None = None,
                fractions=None, supervised: bool = True, probe_epochs: int = 10, log: Log | None = print,
-               progress: bool = True) -> dict:
+               progress: bool = True, splits=None) -> dict:
     """Everything the results table says about one pretraining checkpoint, measured now.
 
     kNN and linear top-1 of the SimCLR backbone and of a random-init backbone of the same
@@ -148,9 +159,18 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
     as the pretraining took); the probe on projection-head outputs z instead of backbone
     features h; and the cached-probe speed-up over the seed's way (``probe_epochs``).
     Every accuracy is on the test split; nothing here chooses anything by test accuracy.
+    ``splits``: the CIFAR-10 splits if the caller has them loaded already.
     """
     from .benchmark import probe_speed
-    from .evaluate import LABEL_FRACTIONS, extract_features, freeze, knn_accuracy, probe_with_labels
+    from .evaluate import (
+        LABEL_FRACTIONS,
+        accuracy_from,
+        extract_features,
+        freeze,
+        knn_accuracy,
+        label_subset,
+        probe_with_labels,
+    )
     from .models import build_backbone
     from .results import describe_data, hardware
     from .supervised import SupervisedRecipe, predict, train_supervised
@@ -161,10 +181,7 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
     dev = pick_device(device)
     model, state = load_simclr(checkpoint, device=dev)
     settings = state["settings"]
-    spec = str(data) if data else settings.get("extra", {}).get("data", "bundled")
-    if spec != "bundled" and not Path(spec).expanduser().exists():
-        raise DataError(f"{spec}: the data this checkpoint was trained on is not there; pass --data PATH.")
-    splits = load_cifar10(spec)
+    spec, splits = _checkpoint_data(settings, data, splits)
     train, test = splits.train, splits.test
     y_train, y_test, n_classes = train.labels.cpu(), test.labels.cpu(), len(train.classes)
     stats, epochs_probe = state["normalize"], settings["linear_epochs"]
@@ -200,8 +217,6 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
             f"{row['probe_speed']['seed_way_s']:.1f} s ({row['probe_speed']['speedup']:.1f}x)")
     steps = int(state["epoch"]) * (int(state["num_train"]) // settings["batch_size"])
     if supervised:
-        from .evaluate import accuracy_from, label_subset
-
         t0 = time.perf_counter()
         for fraction in fractions:
             idx = label_subset(y_train, fraction, settings["seed"])
@@ -212,15 +227,13 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
             log(f"supervised from scratch, {fraction:.0%} of the labels ({len(idx)} images, {steps} steps): {top1:.1%}")
         row["supervised_seconds"] = round(time.perf_counter() - t0, 1)
     metrics = state["metrics"]
-    import lightly
-
     row.update({
         "profile": settings["name"], "data": describe_data(spec), "stem": settings["stem"],
         "epochs": int(state["epoch"]), "batch_size": settings["batch_size"], "hardware": hardware(dev),
         "pretrain_seconds": round(sum(m["seconds"] for m in metrics), 1),
         "monitor_knn": next((m["knn_top1"] for m in reversed(metrics) if m.get("knn_top1") is not None), None),
         "supervised_steps": steps if supervised else None, "n_train": len(train), "n_test": len(test),
-        "torch": str(torch.__version__).split("+")[0], "lightly": lightly.__version__,
+        "torch": str(torch.__version__).split("+")[0], "lightly": version("lightly"),
         "date": time.strftime("%Y-%m-%d"),
     })
     return row
@@ -233,7 +246,8 @@ def run_reproduce(profile: Profile, data: str | Path | None = None, out: str | P
     data_info = load_pretrain_data(profile, data, log=log)
     out_dir = Path(out) if out else default_checkpoint_dir() / _row_id(profile, data_info["spec"])
     result = run_pretrain(profile, data_info, out_dir, log=log, resume=True, device=device, progress=progress)
-    row = run_report(result.checkpoint, data_info["spec"], device, fractions, supervised, probe_epochs, log, progress)
+    row = run_report(result.checkpoint, data_info["spec"], device, fractions, supervised, probe_epochs, log, progress,
+                     splits=data_info["splits"])
     row["id"] = _row_id(profile, data_info["spec"])
     command = f"python -m simclr_helpers reproduce --profile {profile.name}"
     if profile.stem != PROFILES[profile.name].stem:

@@ -326,7 +326,8 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
     criterion = NTXentLoss(temperature=profile.temperature, gather_distributed=world > 1)
     optimizer = make_optimizer(model, profile)
     batch_size = distributed.per_rank_batch(profile.batch_size, world)
-    steps = len(train) // profile.batch_size  # = len(shard) // batch_size on every rank
+    shard = train.subset(distributed.shard_indices(len(train), rank, world)) if world > 1 else train
+    steps = len(shard) // batch_size  # the batches FastBatches yields; shards are equal, so on every rank
     if steps == 0:
         raise ValueError(f"{len(train)} training images are fewer than one batch of {profile.batch_size}")
     scheduler = make_scheduler(optimizer, steps, profile)
@@ -358,7 +359,6 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
     if world > 1:  # DDP averages the gradients over the processes, so every rank takes the same step
         step_model = nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
     step_model = torch.compile(step_model) if compile else step_model
-    shard = train.subset(distributed.shard_indices(len(train), rank, world)) if world > 1 else train
     if pipeline == "fast":
         batches = FastBatches(shard.images.to(dev), batch_size, generator)
     else:
