@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -55,7 +55,10 @@ def load_checkpoint(path: str | Path, kind: str | None = None, map_location="cpu
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder; pass the checkpoint file inside it (e.g. last.pt).")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # A damaged file can look like an unusual pickle protocol; the error below says it better.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         detail = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln), "")
         detail = detail.split(" was not")[0].replace("WeightsUnpickler error: ", "")
@@ -64,7 +67,10 @@ def load_checkpoint(path: str | Path, kind: str | None = None, map_location="cpu
         raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain "
                               f"values, which could run code ({detail}); only load "
                               "checkpoints written by this course.") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001
+        # Damaged bytes reach the unpickler's internals, which fail with whatever they trip over
+        # (IndexError, KeyError, struct.error, UnicodeDecodeError, ... besides RuntimeError/EOFError);
+        # every one of them means the same thing to the user: this file cannot be read.
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a PyTorch file: "
                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}).") from None
     if not isinstance(data, dict) or data.get("kind") not in KINDS:

@@ -1,5 +1,6 @@
 import os
 import pickle
+import random
 
 import pytest
 import torch
@@ -35,13 +36,26 @@ def test_missing_folder_and_garbage(tmp_path):
         C.load_checkpoint(tmp_path / "nope.pt")
     with pytest.raises(CheckpointError, match="is a folder"):
         C.load_checkpoint(tmp_path)
-    (tmp_path / "junk.pt").write_bytes(os.urandom(200))
+    (tmp_path / "notes.pt").write_text("these are my training notes, not weights\n")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
-        C.load_checkpoint(tmp_path / "junk.pt")
+        C.load_checkpoint(tmp_path / "notes.pt")
     good = C.save_checkpoint({"w": torch.ones(1000)}, tmp_path / "good.pt", "simclr")
     (tmp_path / "cut.pt").write_bytes(good.read_bytes()[:500])
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         C.load_checkpoint(tmp_path / "cut.pt")
+
+
+@pytest.mark.parametrize("prefix", [b"", b"\x80\x02", b"\x80\x04", b"PK\x03\x04"],
+                         ids=["raw", "pickle2", "pickle4", "zip"])
+def test_any_garbage_is_one_clear_error(tmp_path, prefix):
+    # Random bytes make the unpickler fail in many different ways (IndexError, KeyError, struct.error, ...);
+    # each must come out as the same clear CheckpointError, never a raw traceback.
+    rng = random.Random(0)
+    junk = tmp_path / "junk.pt"
+    for _ in range(300):
+        junk.write_bytes(prefix + rng.randbytes(rng.randrange(1, 400)))
+        with pytest.raises(CheckpointError, match="not a readable checkpoint|refused to load"):
+            C.load_checkpoint(junk)
 
 
 def test_foreign_and_old_checkpoints(tmp_path):
