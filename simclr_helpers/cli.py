@@ -248,10 +248,10 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from .results import RESULTS_FILE, check_readme, load_benchmarks, load_results, markdown_tables, write_readme
+    from .results import RESULTS_FILE, check_readme, load, markdown_tables, write_readme
 
-    path = Path(args.file) if args.file else RESULTS_FILE
-    rows, benchmarks = load_results(path), load_benchmarks(path)
+    stored = load(Path(args.file) if args.file else RESULTS_FILE)
+    rows, benchmarks = stored["rows"], stored["benchmarks"]
     if args.check:
         if not check_readme(args.check, rows, benchmarks):
             _err(f"{args.check}: its results tables differ from the results file; "

@@ -46,25 +46,34 @@ def describe_data(spec: str) -> str:
     return "CIFAR-10 (full, image folder)"
 
 
-def load_results(path: str | Path = RESULTS_FILE) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    return json.loads(path.read_text())["rows"]
-
-
-def record(row: dict, path: str | Path = RESULTS_FILE) -> Path:
-    """Add ``row`` to the results file, replacing the row with the same ``id`` (atomic write)."""
+def load(path: str | Path = RESULTS_FILE) -> dict:
+    """The whole results file: ``{"rows": [...], "benchmarks": [...]}`` (both empty if there is no file)."""
     path = Path(path)
     data = json.loads(path.read_text()) if path.exists() else {}
-    rows = [r for r in data.get("rows", []) if r["id"] != row["id"]] + [row]
-    order = {"smoke": 0, "cpu": 1, "gpu": 2}
-    rows.sort(key=lambda r: (order.get(r.get("profile"), 9), r.get("stem") != "imagenet", r["id"]))
-    data["rows"] = rows
+    return {"rows": data.get("rows", []), "benchmarks": data.get("benchmarks", [])}
+
+
+def _save(data: dict, path: str | Path) -> Path:
+    """Write the results file atomically: a reader never sees half of it."""
+    path = Path(path)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def load_results(path: str | Path = RESULTS_FILE) -> list[dict]:
+    return load(path)["rows"]
+
+
+def record(row: dict, path: str | Path = RESULTS_FILE) -> Path:
+    """Add ``row`` to the results file, replacing the row with the same ``id`` (atomic write)."""
+    data = load(path)
+    rows = [r for r in data["rows"] if r["id"] != row["id"]] + [row]
+    order = {"smoke": 0, "cpu": 1, "gpu": 2}
+    rows.sort(key=lambda r: (order.get(r.get("profile"), 9), r.get("stem") != "imagenet", r["id"]))
+    data["rows"] = rows
+    return _save(data, path)
 
 
 def _pct(x) -> str:
@@ -152,22 +161,17 @@ def benchmark_table(runs: list[dict]) -> str:
 
 
 def load_benchmarks(path: str | Path = RESULTS_FILE) -> list[dict]:
-    path = Path(path)
-    return json.loads(path.read_text()).get("benchmarks", []) if path.exists() else []
+    return load(path)["benchmarks"]
 
 
 def record_benchmark(result: dict, path: str | Path = RESULTS_FILE, keep: int = 3) -> Path:
     """Add a benchmark run; the last ``keep`` runs of the same device, stem and batch size are kept."""
-    path = Path(path)
-    data = json.loads(path.read_text()) if path.exists() else {"rows": []}
+    data = load(path)
     key = (result["hardware"], result["stem"], result["batch_size"])
-    same = [b for b in data.get("benchmarks", []) if (b["hardware"], b["stem"], b["batch_size"]) == key]
-    others = [b for b in data.get("benchmarks", []) if (b["hardware"], b["stem"], b["batch_size"]) != key]
+    same = [b for b in data["benchmarks"] if (b["hardware"], b["stem"], b["batch_size"]) == key]
+    others = [b for b in data["benchmarks"] if (b["hardware"], b["stem"], b["batch_size"]) != key]
     data["benchmarks"] = others + (same + [result])[-keep:]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    return _save(data, path)
 
 
 BLOCKS = {  # README marker name -> what generates the text between the markers
@@ -182,8 +186,9 @@ def _markers(name: str) -> tuple[str, str]:
 
 
 def _data(rows: list[dict] | None, benchmarks: list[dict] | None) -> dict:
-    return {"rows": load_results() if rows is None else rows,
-            "benchmarks": load_benchmarks() if benchmarks is None else benchmarks}
+    stored = load() if rows is None or benchmarks is None else {}
+    return {"rows": stored["rows"] if rows is None else rows,
+            "benchmarks": stored["benchmarks"] if benchmarks is None else benchmarks}
 
 
 def readme_block(rows: list[dict], name: str = "results", benchmarks: list[dict] | None = None) -> str:

@@ -244,11 +244,12 @@ def run_reproduce(profile: Profile, data: str | Path | None = None, out: str | P
                   log: Log | None = print, progress: bool = True) -> dict:
     """One row of the results table: pretrain (or resume a finished or interrupted run), then ``run_report``."""
     data_info = load_pretrain_data(profile, data, log=log)
-    out_dir = Path(out) if out else default_checkpoint_dir() / _row_id(profile, data_info["spec"])
+    row_id = _row_id(profile, data_info["spec"])
+    out_dir = Path(out) if out else default_checkpoint_dir() / row_id
     result = run_pretrain(profile, data_info, out_dir, log=log, resume=True, device=device, progress=progress)
     row = run_report(result.checkpoint, data_info["spec"], device, fractions, supervised, probe_epochs, log, progress,
                      splits=data_info["splits"])
-    row["id"] = _row_id(profile, data_info["spec"])
+    row["id"] = row_id
     command = f"python -m simclr_helpers reproduce --profile {profile.name}"
     if profile.stem != PROFILES[profile.name].stem:
         command += f" --stem {profile.stem}"

@@ -18,6 +18,7 @@ smoothing 0.1. Data stay on the device and are augmented in batches, as in pretr
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -61,7 +62,7 @@ def train_supervised(train: ImageTensors, stem: str, recipe: SupervisedRecipe, d
     """A network of ``stem`` trained from scratch on ``train``'s images and labels."""
     from tqdm.auto import tqdm
 
-    from .train import backward_and_step, pick_device, pick_precision, seed_everything
+    from .train import backward_and_step, pick_device, pick_precision, seed_everything, shuffled_batches
 
     dev = pick_device(device)
     seed_everything(recipe.seed)
@@ -85,15 +86,12 @@ def train_supervised(train: ImageTensors, stem: str, recipe: SupervisedRecipe, d
     augment = BatchedSimCLRAugment(SUPERVISED_AUGMENT, stats, generator=g)
     images, labels = train.images.to(dev), train.labels.to(dev)
     model.train()
-    perm, pos = torch.randperm(len(images), generator=g, device=dev), 0
+    passes = itertools.chain.from_iterable(  # pass after pass over the labelled images, each freshly shuffled
+        shuffled_batches(len(images), batch, g, dev) for _ in itertools.count())
     bar = tqdm(range(recipe.steps), desc="supervised", disable=not progress, leave=False, unit="step")
-    for step in bar:
-        if pos + batch > len(images):  # a new pass over the labelled images
-            perm, pos = torch.randperm(len(images), generator=g, device=dev), 0
-        idx = perm[pos:pos + batch]
-        pos += batch
+    for step, idx in zip(bar, passes):
         x = augment(images[idx]).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=precision.dtype or torch.float32, enabled=precision.dtype is not None):
+        with precision.autocast(dev.type):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), labels[idx], label_smoothing=recipe.label_smoothing)
         backward_and_step(loss, opt, scaler)
@@ -103,15 +101,10 @@ def train_supervised(train: ImageTensors, stem: str, recipe: SupervisedRecipe, d
     return model.eval()
 
 
-@torch.no_grad()
 def predict(model: SupervisedNet, images: ImageTensors, stats: dict = NORMALIZE, batch_size: int = 512,
             device=None) -> torch.Tensor:
-    """Predicted classes of ``images`` (eval mode), on the CPU."""
-    from .augment import to_model_input
+    """Predicted classes of ``images`` (eval mode), on the CPU: the argmax of the logits
+    ``extract_features`` computes in batches, as it does a backbone's features."""
+    from .evaluate import extract_features
 
-    dev = device or next(model.parameters()).device
-    model.eval()
-    out = [model(to_model_input(images.images[i:i + batch_size].to(dev), stats)
-                 .contiguous(memory_format=torch.channels_last)).argmax(1).cpu()
-           for i in range(0, len(images), batch_size)]
-    return torch.cat(out)
+    return extract_features(model, images, stats, batch_size=batch_size, device=device).argmax(1)

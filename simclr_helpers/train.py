@@ -64,6 +64,10 @@ class Precision:
     def name(self) -> str:
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
+    def autocast(self, device_type: str):
+        """The forward pass's context: autocast to ``dtype``, or plain fp32 when ``dtype`` is None."""
+        return torch.autocast(device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+
 
 def pick_precision(device: torch.device, amp: bool = True) -> Precision:
     """bf16 on GPUs that do it natively (compute capability 8.0+), fp16 + scaler on older GPUs, else fp32."""
@@ -100,6 +104,17 @@ def make_scheduler(optimizer, steps_per_epoch: int, profile: Profile):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, total, warm))
 
 
+def shuffled_batches(n: int, batch_size: int, generator: torch.Generator, device=None):
+    """Index tensors of one pass over ``n`` items: slices of a fresh ``randperm``, the last partial batch dropped.
+
+    The permutation is drawn when the first batch is asked for, so the generator's draws
+    interleave with those of whatever uses the batches exactly as in a hand-written loop.
+    """
+    perm = torch.randperm(n, generator=generator, device=device)
+    for i in range(n // batch_size):
+        yield perm[i * batch_size:(i + 1) * batch_size]
+
+
 class FastBatches:
     """Shuffled batches sliced from a device-resident uint8 tensor, with batched views."""
 
@@ -111,9 +126,8 @@ class FastBatches:
         return len(self.images) // self.batch_size
 
     def __iter__(self):
-        perm = torch.randperm(len(self.images), generator=self.generator, device=self.images.device)
-        for i in range(len(self)):
-            batch = self.images[perm[i * self.batch_size:(i + 1) * self.batch_size]]
+        for idx in shuffled_batches(len(self.images), self.batch_size, self.generator, self.images.device):
+            batch = self.images[idx]
             views = self.augment(torch.cat((batch, batch)))  # both views in one call: fewer, larger ops
             yield views[: len(batch)], views[len(batch):]
 
@@ -187,8 +201,7 @@ def to_device(x: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
 def training_step(model: nn.Module, criterion: nn.Module, optimizer, scaler, x0: torch.Tensor,
                   x1: torch.Tensor, precision: Precision, one_pass: bool = True) -> torch.Tensor:
     """One SimCLR step: embed both views, NT-Xent in fp32, backward, update. Returns the loss."""
-    device_type = x0.device.type
-    with torch.autocast(device_type, dtype=precision.dtype or torch.float32, enabled=precision.dtype is not None):
+    with precision.autocast(x0.device.type):
         if one_pass:  # both views in one forward pass: one kernel launch per layer, BN over 2B images
             z0, z1 = model(torch.cat([x0, x1])).chunk(2)
         else:  # the seed's way
