@@ -1,4 +1,4 @@
-"""SimCLR views: lightly's per-image PIL pipeline (the seed's) and a batched tensor version.
+"""SimCLR views: lightly's per-image PIL pipeline (the blog post's) and a batched tensor version.
 
 Both follow the same recipe (SimCLR paper, CIFAR-10 settings of lightly's benchmark):
 random resized crop (scale 0.08-1, ratio 3/4-4/3), horizontal flip (0.5), colour
@@ -54,9 +54,9 @@ CIFAR_AUGMENT = AugmentConfig()
 
 
 def lightly_transform(config: AugmentConfig = CIFAR_AUGMENT, normalize: dict | None = None):
-    """The seed's pipeline: lightly's ``SimCLRTransform`` (PIL image in, two tensors out).
+    """The blog post's pipeline: lightly's ``SimCLRTransform`` (PIL image in, two tensors out).
 
-    Unlike the seed, it is given the course's normalisation (the one stored in
+    Unlike the blog post's, it is given the course's normalisation (the one stored in
     checkpoints), CIFAR jitter strength and no blur.
     """
     from lightly.transforms import SimCLRTransform

@@ -1,10 +1,16 @@
-"""Checkpoints: atomic writes, safe loads (``weights_only=True``), a kind and a format version.
+"""Checkpoints: one typed record per kind, atomic writes, safe loads (``weights_only=True``), a format version.
 
-Two kinds exist. ``simclr``: the pretraining state (model, optimizer, schedule,
-metrics, settings), written every epoch by ``train.pretrain`` and resumable.
-``classifier``: backbone + linear layer + class names + normalisation, everything
-prediction needs (written by ``evaluate`` with the linear method). The seed loaded a
-``simclr.pth`` its training code never saved (course guide, mistake 6).
+Two kinds exist, each a dataclass with ``save`` and ``load``:
+
+* :class:`RunRecord` (kind ``simclr``): a pretraining run: its profile, its data, the
+  normalisation, the class names, the epoch, the metrics and the state dicts (model,
+  optimizer, schedule, random state), written every epoch by ``train.pretrain`` and resumable.
+* :class:`ClassifierRecord` (kind ``classifier``): backbone + linear layer + class names +
+  normalisation, everything prediction needs (written by ``evaluate`` with the linear method).
+
+On disk a record is a dict of tensors and plain values, so ``torch.load(weights_only=True)``
+reads it without running code. The blog post loaded a ``simclr.pth`` its training code never
+saved (README, "What the course fixes", mistake 6).
 """
 
 from __future__ import annotations
@@ -13,14 +19,20 @@ import os
 import pickle
 import tempfile
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .config import Profile
+from .data import DataSpec
 from .errors import CheckpointError
 
-FORMAT_VERSION = 1
+# 2: one typed record per kind; the data a run used is its own field (1 kept it inside the settings).
+FORMAT_VERSION = 2
 KINDS = ("simclr", "classifier")
+_MAKE = {"simclr": "`python -m simclr_helpers pretrain`",
+         "classifier": "`python -m simclr_helpers evaluate --method linear --checkpoint .../last.pt`"}
 
 
 def save_checkpoint(payload: dict, path: str | Path, kind: str) -> Path:
@@ -76,11 +88,106 @@ def load_checkpoint(path: str | Path, kind: str | None = None, map_location="cpu
     if not isinstance(data, dict) or data.get("kind") not in KINDS:
         raise CheckpointError(f"{path}: not a checkpoint of this course (no 'kind' field); "
                               "create one with `python -m simclr_helpers pretrain`.")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {data.get('format_version')} is not the supported "
-                              f"format {FORMAT_VERSION}; re-create it with this version of the course.")
+    version = data.get("format_version")
+    if version != FORMAT_VERSION:
+        age = "an earlier" if isinstance(version, int) and version < FORMAT_VERSION else "another"
+        raise CheckpointError(f"{path}: checkpoint format {version} comes from {age} version of the course, which "
+                              f"reads format {FORMAT_VERSION}; re-create it with {_MAKE[data['kind']]}.")
     if kind is not None and data["kind"] != kind:
         hint = {"simclr": "pass a pretraining checkpoint (checkpoints/.../last.pt)",
                 "classifier": "create one with `evaluate --method linear --checkpoint ...` and pass that"}[kind]
         raise CheckpointError(f"{path}: is a {data['kind']} checkpoint, but a {kind} checkpoint is needed; {hint}.")
     return data
+
+
+def _fields(data: dict, path: Path, names: tuple[str, ...]) -> None:
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise CheckpointError(f"{path}: the checkpoint lacks {', '.join(missing)}; it is damaged or was not written "
+                              f"by this course: re-create it with {_MAKE[data['kind']]}.")
+
+
+@dataclass
+class RunRecord:
+    """A pretraining run as it is saved after every epoch: what it is, how far it got, its state.
+
+    Notebooks and commands read fields (``record.profile.stem``, ``record.data``), never string keys.
+    """
+
+    profile: Profile
+    data: DataSpec
+    normalize: dict
+    classes: list[str]
+    num_train: int  # images in the pretraining set (all processes together)
+    epoch: int = 0
+    metrics: list[dict] = field(default_factory=list)
+    model: dict = field(default_factory=dict)  # the unwrapped model's state dict (no DDP ``module.``)
+    optimizer: dict | None = None
+    scheduler: dict | None = None
+    scaler: dict | None = None
+    rng: torch.Tensor | None = None  # rank 0's generator state
+    rng_ranks: list | None = None  # every process's generator state, in a multi-process run
+    pipeline: str = "fast"
+    torch_version: str = field(default_factory=lambda: str(torch.__version__))
+
+    KIND = "simclr"
+    STATE = ("model", "optimizer", "scheduler", "scaler", "rng", "rng_ranks")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.num_train // self.profile.batch_size
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps the run has taken."""
+        return self.epoch * self.steps_per_epoch
+
+    def to_dict(self) -> dict:
+        return {"profile": self.profile.to_dict(), "data": self.data.to_dict(), "normalize": dict(self.normalize),
+                "classes": list(self.classes), "num_train": int(self.num_train), "epoch": int(self.epoch),
+                "metrics": list(self.metrics), "pipeline": self.pipeline, "torch_version": self.torch_version,
+                **{name: getattr(self, name) for name in self.STATE}}
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(self.to_dict(), path, kind=self.KIND)
+
+    @classmethod
+    def load(cls, path: str | Path, map_location="cpu") -> RunRecord:
+        path = Path(path)
+        data = load_checkpoint(path, kind=cls.KIND, map_location=map_location)
+        _fields(data, path, ("profile", "data", "normalize", "classes", "num_train", "epoch", "metrics", "model"))
+        return cls(profile=Profile.from_dict(data["profile"]), data=DataSpec.from_dict(data["data"]),
+                   normalize=data["normalize"], classes=list(data["classes"]), num_train=int(data["num_train"]),
+                   epoch=int(data["epoch"]), metrics=list(data["metrics"]), pipeline=data.get("pipeline", "fast"),
+                   torch_version=data.get("torch_version", ""), **{name: data.get(name) for name in cls.STATE})
+
+
+@dataclass
+class ClassifierRecord:
+    """A frozen backbone and its linear layer, with everything prediction needs and nothing it must guess."""
+
+    backbone: dict  # state dict
+    fc: dict  # state dict of the linear layer
+    stem: str
+    classes: list[str]
+    normalize: dict
+    image_size: int = 32
+    source: dict = field(default_factory=dict)  # which run, backbone (simclr / random-init), epochs, test top-1
+
+    KIND = "classifier"
+
+    def to_dict(self) -> dict:
+        return {"backbone": self.backbone, "fc": self.fc, "stem": self.stem, "classes": list(self.classes),
+                "normalize": dict(self.normalize), "image_size": int(self.image_size), "source": dict(self.source)}
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(self.to_dict(), path, kind=self.KIND)
+
+    @classmethod
+    def load(cls, path: str | Path, map_location="cpu") -> ClassifierRecord:
+        path = Path(path)
+        data = load_checkpoint(path, kind=cls.KIND, map_location=map_location)
+        _fields(data, path, ("backbone", "fc", "stem", "classes", "normalize"))
+        return cls(backbone=data["backbone"], fc=data["fc"], stem=data["stem"], classes=list(data["classes"]),
+                   normalize=data["normalize"], image_size=int(data.get("image_size", 32)),
+                   source=dict(data.get("source", {})))

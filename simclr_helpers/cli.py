@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-limit", type=int, help="use at most N training images (class-balanced)")
     p.add_argument("--out", help=f"output folder (default ${ENV_CHECKPOINTS}/<profile>, else checkpoints/<profile>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt at the next epoch")
-    p.add_argument("--pipeline", choices=["fast", "seed"], default="fast",
-                   help="fast: data on the device + batched views (default); seed: PIL + DataLoader")
+    p.add_argument("--pipeline", choices=["fast", "blog"], default="fast",
+                   help="fast: data on the device + batched views (default); blog: the blog post's PIL + DataLoader")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--no-amp", action="store_true", help="fp32 even on a GPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device")
     r.add_argument("--json", action="store_true")
 
-    m = sub.add_parser("benchmark", help="seed pipeline vs fast path: augmentation and training throughput",
+    m = sub.add_parser("benchmark", help="the blog's pipeline vs the fast path: augmentation and training throughput",
                        epilog=EXAMPLES["benchmark"], formatter_class=_formatter)
     m.add_argument("--data", default="bundled", help="images to use (default: the bundled subset)")
     m.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
@@ -110,8 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--stem", choices=["imagenet", "cifar"], default="imagenet")
     m.add_argument("--steps", type=int, default=5, help="timed training steps per repeat")
     m.add_argument("--repeats", type=int, default=3,
-                   help="training repeats (alternating seed and fast); the median is reported")
+                   help="training repeats (alternating the blog's and the fast pipeline); the median is reported")
+    m.add_argument("--workers", type=int, help="DataLoader workers of the blog's pipeline (default: one per CPU; "
+                                               "the blog used 8)")
     m.add_argument("--compile", action="store_true", help="torch.compile the model on the fast path")
+    m.add_argument("--sweep", metavar="BATCHES",
+                   help="fast path only: training throughput at these batch sizes (e.g. 64,128,256,512), taking "
+                        "turns, medians; with --compile each also compiled; --record keeps it")
     m.add_argument("--json", action="store_true", help="print the figures as JSON")
     m.add_argument("--record", nargs="?", const="", metavar="RESULTS_JSON",
                    help="store the run for the README's speed table (default simclr_helpers/assets/results.json)")
@@ -127,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-supervised", action="store_true",
                    help="skip the supervised from-scratch baselines (the longest part on a CPU)")
     r.add_argument("--probe-epochs", type=int, default=10,
-                   help="epochs of the cached-probe vs seed's-way timing (0 skips it)")
+                   help="epochs of the cached-probe vs blog's-way timing (0 skips it)")
+    r.add_argument("--supervised-steps", type=int,
+                   help="optimiser steps of each supervised baseline (default: as many as the pretraining took)")
     r.add_argument("--record", nargs="?", const="", metavar="RESULTS_JSON",
                    help="store the row (default simclr_helpers/assets/results.json)")
 
@@ -219,17 +226,41 @@ def cmd_benchmark(args) -> int:
     from .data import load_cifar10
 
     images = load_cifar10(args.data).train.images
+    if args.sweep:
+        return _benchmark_sweep(args, images)
     result = run_benchmark(images, args.device, args.batch_size, args.stem, args.steps, args.repeats,
-                           args.compile, log=_log)
+                           args.compile, log=_log, workers=args.workers)
     print(json.dumps(result, indent=1) if args.json else format_table(result))
     if args.record is not None:
         import time
 
         from .results import RESULTS_FILE, hardware, record_benchmark
-        from .train import pick_device
+        from .runtime import pick_device
 
         result = {**result, "hardware": hardware(pick_device(args.device)), "date": time.strftime("%Y-%m-%d")}
         _log(f"recorded in {record_benchmark(result, Path(args.record) if args.record else RESULTS_FILE)}")
+    return 0
+
+
+def _benchmark_sweep(args, images) -> int:
+    from .benchmark import format_sweep, training_sweep
+
+    try:
+        sizes = tuple(int(b) for b in args.sweep.split(","))
+    except ValueError:
+        raise SimclrError(f"--sweep {args.sweep}: give batch sizes separated by commas, e.g. 64,128,256") from None
+    if any(b < 2 for b in sizes):
+        raise SimclrError(f"--sweep {args.sweep}: every batch size must be 2 or more (NT-Xent needs negatives)")
+    result = training_sweep(images, args.device, sizes, args.stem, args.steps, args.repeats, args.compile, log=_log)
+    print(json.dumps(result, indent=1) if args.json else format_sweep(result))
+    if args.record is not None:
+        import time
+
+        from .results import RESULTS_FILE, hardware, record_sweep
+        from .runtime import pick_device
+
+        result = {**result, "hardware": hardware(pick_device(args.device)), "date": time.strftime("%Y-%m-%d")}
+        _log(f"recorded in {record_sweep(result, Path(args.record) if args.record else RESULTS_FILE)}")
     return 0
 
 
@@ -240,7 +271,7 @@ def cmd_reproduce(args) -> int:
 
     profile = get_profile(args.profile).with_overrides(stem=args.stem, epochs=args.epochs)
     row = run_reproduce(profile, args.data, args.out, args.device, supervised=not args.no_supervised,
-                        probe_epochs=args.probe_epochs, log=_log)
+                        probe_epochs=args.probe_epochs, log=_log, supervised_steps=args.supervised_steps)
     print(json.dumps(row, indent=1))
     if args.record is not None:
         _log(f"recorded in {record(row, Path(args.record) if args.record else RESULTS_FILE)}")
@@ -251,15 +282,15 @@ def cmd_results(args) -> int:
     from .results import RESULTS_FILE, check_readme, load, markdown_tables, write_readme
 
     stored = load(Path(args.file) if args.file else RESULTS_FILE)
-    rows, benchmarks = stored["rows"], stored["benchmarks"]
+    rows, benchmarks, sweeps = stored["rows"], stored["benchmarks"], stored["sweeps"]
     if args.check:
-        if not check_readme(args.check, rows, benchmarks):
+        if not check_readme(args.check, rows, benchmarks, sweeps):
             _err(f"{args.check}: its results tables differ from the results file; "
                  f"run python -m simclr_helpers results --write {args.check}")
             return 1
         print(f"{args.check}: results tables match the results file")
     elif args.write:
-        print(f"wrote {write_readme(args.write, rows, benchmarks)}")
+        print(f"wrote {write_readme(args.write, rows, benchmarks, sweeps)}")
     else:
         print(markdown_tables(rows), end="")
     return 0
@@ -270,8 +301,17 @@ COMMANDS = {"pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "predict": cmd_p
             "build-subset": cmd_build_subset}
 
 
+# Commands whose CPU work allocates and frees large tensors all the time: the process keeps freed
+# memory instead of faulting it in again (runtime.keep_freed_memory; a notebook opts in by calling it).
+KEEP_FREED_MEMORY = ("pretrain", "evaluate", "benchmark", "reproduce")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in KEEP_FREED_MEMORY:
+        from .runtime import keep_freed_memory
+
+        keep_freed_memory()
     try:
         return COMMANDS[args.command](args)
     except SimclrError as exc:

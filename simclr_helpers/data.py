@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import IMAGE_SIZE
 from .errors import DataError, ImageError
@@ -74,13 +74,70 @@ class CIFARSplits:
     test: ImageTensors
 
 
+# ------------------------------------------------------------ data specs --
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a run's data is: the one answer to "what kind of data is this path?".
+
+    ``kind`` is ``bundled`` (the offline subset in the package), ``image_folder``
+    (``train/<class>/`` and ``test/<class>/``, such as the CIFAR-10 JPEG archive extracted),
+    ``torchvision`` (a ``torchvision.datasets.CIFAR10`` root, or one to download into) or
+    ``unlabelled`` (any other folder of images: own photos, pretraining only).
+    """
+
+    kind: str
+    path: str | None = None
+
+    KINDS = ("bundled", "image_folder", "torchvision", "unlabelled")
+
+    @classmethod
+    def resolve(cls, data: str | Path | DataSpec | None, download: bool = False) -> DataSpec:
+        """The spec of ``data``: ``None`` or ``"bundled"``, or a path, looked at on disk."""
+        if isinstance(data, DataSpec):
+            return data
+        if data is None or str(data) == "bundled":
+            return cls("bundled")
+        root = Path(data).expanduser()
+        if (root / "train").is_dir():
+            return cls("image_folder", str(data))
+        if (root / "cifar-10-batches-py").is_dir() or download:
+            return cls("torchvision", str(data))
+        if root.is_file():
+            raise DataError(f"{root}: is a file; extract the archive and point --data at the folder that holds "
+                            "train/ and test/.")
+        if not root.exists():
+            raise DataError(f"{root}: no such folder; point --data at CIFAR-10 (an image folder or a "
+                            "torchvision root) or add --download to fetch it there.")
+        return cls("unlabelled", str(data))
+
+    @property
+    def labelled(self) -> bool:
+        return self.kind != "unlabelled"
+
+    def describe(self) -> str:
+        """A short description for tables (no machine paths)."""
+        return {"bundled": "bundled subset", "image_folder": "CIFAR-10 (full, image folder)",
+                "torchvision": "CIFAR-10 (torchvision download)"}.get(self.kind, "unlabelled images")
+
+    def __str__(self) -> str:
+        return self.path if self.path is not None else self.kind
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "path": self.path}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataSpec:
+        return cls(d["kind"], d.get("path"))
+
+
 # ---------------------------------------------------------------- images --
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL image as 8-bit RGB: EXIF rotation applied, transparency on white, 16-bit scaled.
 
-    The seed's prediction script passed ``Image.open(path)`` straight to the model,
-    so greyscale, RGBA, palette and 16-bit images broke it (course guide, mistake 8;
+    The blog post's prediction script passed ``Image.open(path)`` straight to the model,
+    so greyscale, RGBA, palette and 16-bit images broke it (README, "What the course fixes", mistake 8;
     notebook 06 shows each case).
     """
     from PIL import ImageOps
@@ -107,15 +164,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def resize_center(image: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
-    """Scale the shorter side to ``size`` and cut the central square (keeps proportions)."""
-    w, h = image.size
-    if (w, h) == (size, size):
+    """The central square, scaled to ``size`` x ``size`` (keeps proportions; PIL's ``ImageOps.fit``)."""
+    if image.size == (size, size):
         return image
-    scale = size / min(w, h)
-    new = (max(size, round(w * scale)), max(size, round(h * scale)))
-    image = image.resize(new, Image.Resampling.BICUBIC, reducing_gap=3.0)
-    left, top = (new[0] - size) // 2, (new[1] - size) // 2
-    return image.crop((left, top, left + size, top + size))
+    return ImageOps.fit(image, (size, size), Image.Resampling.BICUBIC)
 
 
 def open_image(source: str | Path | bytes, size: int = IMAGE_SIZE) -> Image.Image:
@@ -174,14 +226,16 @@ def _decode_many(sources: list, names: list[str]) -> np.ndarray:
 # ---------------------------------------------------------- image folders --
 
 def _list_class_folder(split_dir: Path) -> tuple[list[Path], list[int], tuple[str, ...]]:
-    classes = tuple(sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith(".")))
-    files, labels = [], []
-    for c, name in enumerate(classes):
-        for f in sorted((split_dir / name).iterdir()):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                files.append(f)
-                labels.append(c)
-    return files, labels, classes
+    """Image files and labels of ``split_dir/<class>/*``, classes in sorted order (torchvision's helpers)."""
+    from torchvision.datasets.folder import find_classes, make_dataset
+
+    try:
+        classes = [c for c in find_classes(str(split_dir))[0] if not c.startswith(".")]  # no .ipynb_checkpoints
+    except FileNotFoundError:  # no class folders at all
+        return [], [], ()
+    samples = make_dataset(str(split_dir), {c: i for i, c in enumerate(classes)}, extensions=tuple(IMAGE_SUFFIXES),
+                           allow_empty=True)
+    return [Path(f) for f, _ in samples], [label for _, label in samples], tuple(classes)
 
 
 def load_image_folder(root: str | Path, split: str) -> ImageTensors:
@@ -254,26 +308,21 @@ def load_bundled() -> CIFARSplits:
     return CIFARSplits(splits["train"], splits["test"])
 
 
-def load_cifar10(data: str | Path | None = None, download: bool = False) -> CIFARSplits:
+def load_cifar10(data: str | Path | DataSpec | None = None, download: bool = False) -> CIFARSplits:
     """CIFAR-10 from wherever it is.
 
     ``data`` is ``None`` or ``"bundled"`` (the offline subset), an image folder with
     ``train/`` and ``test/`` (such as the extracted JPEG archive), or a torchvision
     root (``cifar-10-batches-py`` inside, or to be downloaded there with ``download``).
     """
-    if data is None or str(data) == "bundled":
+    spec = DataSpec.resolve(data, download)
+    if spec.kind == "bundled":
         return load_bundled()
-    root = Path(data).expanduser()
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    root = Path(spec.path).expanduser()
+    if spec.kind == "image_folder":
         return CIFARSplits(load_image_folder(root, "train"), load_image_folder(root, "test"))
-    if (root / "cifar-10-batches-py").is_dir() or download:
+    if spec.kind == "torchvision":
         return load_torchvision_cifar10(root, download=download)
-    if root.is_file():
-        raise DataError(f"{root}: is a file; extract the archive and point --data at the folder that holds "
-                        "train/ and test/.")
-    if not root.exists():
-        raise DataError(f"{root}: no such folder; point --data at CIFAR-10 (an image folder or a "
-                        "torchvision root) or add --download to fetch it there.")
     raise DataError(f"{root}: neither an image folder (train/<class>/, test/<class>/) nor a torchvision "
                     "CIFAR-10 root; add --download to fetch CIFAR-10 there.")
 

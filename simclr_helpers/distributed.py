@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import SimclrError
+from .runtime import pick_device
 
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -84,7 +85,7 @@ def init_from_env(device: str | None = None) -> torch.device:
     if missing:
         raise DistributedError(f"WORLD_SIZE is set but {', '.join(missing)} not; start several processes "
                                "with `torchrun --nproc_per_node=N -m simclr_helpers pretrain ...`.")
-    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = pick_device(device)
     if dev.type == "cuda":
         local = int(os.environ["LOCAL_RANK"])
         if dev.index is not None and dev.index != local:

@@ -1,10 +1,10 @@
 """Evaluation protocols: frozen features, kNN, a linear probe on cached features.
 
-Notebook 04 teaches the protocol and the seed's mistakes it avoids:
+Notebook 04 teaches the protocol and the blog post's mistakes it avoids:
 the backbone is frozen *and* in eval mode (mistake 2: ``requires_grad=False`` alone
 leaves BatchNorm updating its running statistics in train mode), features are
 computed once and cached (the backbone does not run every epoch), and the test
-accuracy is computed from the test set's own predictions (mistake 1: the seed
+accuracy is computed from the test set's own predictions (mistake 1: the blog
 reused the last training batch's predictions).
 """
 
@@ -193,8 +193,7 @@ def evaluate_backbone(backbone: nn.Module, train: ImageTensors, test: ImageTenso
 def save_classifier(path: str | Path, backbone: nn.Module, fc: nn.Linear, stem: str, classes, stats: dict,
                     source: dict) -> Path:
     """A self-contained classifier checkpoint: everything ``predict`` needs, nothing it must guess."""
-    from .checkpoints import save_checkpoint
+    from .checkpoints import ClassifierRecord
 
-    return save_checkpoint({"backbone": backbone.state_dict(), "fc": fc.state_dict(), "stem": stem,
-                            "classes": list(classes), "normalize": stats, "image_size": 32,
-                            "source": source}, path, kind="classifier")
+    return ClassifierRecord(backbone=backbone.state_dict(), fc=fc.state_dict(), stem=stem, classes=list(classes),
+                            normalize=stats, source=source).save(path)

@@ -18,7 +18,7 @@ def build_backbone(stem: str = "cifar") -> nn.Sequential:
     """ResNet-18 without its classifier: ``resnet.children()`` minus ``fc``, then flattened.
 
     ``stem="imagenet"`` keeps torchvision's 7x7 stride-2 convolution and max-pool (the
-    seed's backbone): a 32x32 image is 8x8 after the stem and 1x1 after layer4.
+    blog post's backbone): a 32x32 image is 8x8 after the stem and 1x1 after layer4.
     ``stem="cifar"`` uses a 3x3 stride-1 convolution and no max-pool, the usual
     choice for 32x32 images: 32x32 after the stem, 4x4 after layer4.
     """

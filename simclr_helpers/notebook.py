@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .config import Profile, default_checkpoint_dir, get_profile, project_root
-from .train import pick_device, seed_everything
+from .runtime import pick_device, seed_everything
 
 
 @dataclass
@@ -41,7 +41,9 @@ def setup(seed: int = 0, quiet: bool = False) -> Session:
         set_matplotlib_formats("png")
     except ImportError:  # outside IPython
         pass
-    plt.rcParams.update({"figure.dpi": 80, "savefig.dpi": 80, "axes.titlesize": 10, "font.size": 9})
+    from .plots import COURSE_STYLE
+
+    plt.rcParams.update(COURSE_STYLE)
     seed_everything(seed)
     profile = get_profile()
     device = pick_device()

@@ -8,6 +8,9 @@ import torch
 
 from .config import NORMALIZE
 
+# Figure style of every notebook (``notebook.setup`` applies it).
+COURSE_STYLE = {"figure.dpi": 80, "savefig.dpi": 80, "axes.titlesize": 10, "font.size": 9}
+
 
 def to_display(images: torch.Tensor, stats: dict | None = NORMALIZE) -> np.ndarray:
     """uint8 or normalised float (N, 3, H, W) -> float (N, H, W, 3) in [0, 1] for imshow."""

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .augment import to_model_input
-from .checkpoints import load_checkpoint
+from .checkpoints import ClassifierRecord
 from .data import open_image, pil_to_uint8
 from .errors import ImageError
 from .models import build_backbone
@@ -27,7 +27,7 @@ class Classifier:
     classes: list[str]
     normalize: dict
     image_size: int
-    checkpoint: dict
+    record: ClassifierRecord
 
     @torch.no_grad()
     def probabilities(self, images_uint8: torch.Tensor) -> torch.Tensor:
@@ -38,15 +38,15 @@ class Classifier:
 
 def load_classifier(path: str | Path, device: str | None = None) -> Classifier:
     """A classifier checkpoint (written by ``evaluate --method linear``), ready in eval mode."""
-    ckpt = load_checkpoint(path, kind="classifier")
-    backbone = build_backbone(ckpt["stem"])
-    backbone.load_state_dict(ckpt["backbone"])
-    fc = nn.Linear(ckpt["fc"]["weight"].shape[1], ckpt["fc"]["weight"].shape[0])
-    fc.load_state_dict(ckpt["fc"])
+    record = ClassifierRecord.load(path)
+    backbone = build_backbone(record.stem)
+    backbone.load_state_dict(record.backbone)
+    fc = nn.Linear(record.fc["weight"].shape[1], record.fc["weight"].shape[0])
+    fc.load_state_dict(record.fc)
     model = nn.Sequential(backbone, fc).eval()
     if device:
         model = model.to(device)
-    return Classifier(model, list(ckpt["classes"]), dict(ckpt["normalize"]), int(ckpt["image_size"]), ckpt)
+    return Classifier(model, list(record.classes), dict(record.normalize), record.image_size, record)
 
 
 @dataclass

@@ -26,7 +26,7 @@ def hardware(device) -> str:
     dev = torch.device(device)
     if dev.type == "cuda":
         return f"1x {torch.cuda.get_device_name(dev)}"
-    from .train import cpu_count
+    from .runtime import cpu_count
 
     model = platform.processor() or platform.machine()
     try:
@@ -37,20 +37,12 @@ def hardware(device) -> str:
     return f"{model}, {cpu_count()} cores, no GPU"
 
 
-def describe_data(spec: str) -> str:
-    if spec == "bundled":
-        return "bundled subset"
-    root = Path(spec).expanduser()
-    if (root / "cifar-10-batches-py").is_dir():
-        return "CIFAR-10 (torchvision download)"
-    return "CIFAR-10 (full, image folder)"
-
-
 def load(path: str | Path = RESULTS_FILE) -> dict:
     """The whole results file: ``{"rows": [...], "benchmarks": [...]}`` (both empty if there is no file)."""
     path = Path(path)
     data = json.loads(path.read_text()) if path.exists() else {}
-    return {"rows": data.get("rows", []), "benchmarks": data.get("benchmarks", [])}
+    return {**data, "rows": data.get("rows", []), "benchmarks": data.get("benchmarks", []),
+            "sweeps": data.get("sweeps", [])}
 
 
 def _save(data: dict, path: str | Path) -> Path:
@@ -133,10 +125,10 @@ def markdown_tables(rows: list[dict]) -> str:
             out.append("")
         speed = [r for r in measured if r.get("probe_speed")]
         if speed:
-            out += ["Linear probe on cached features vs the seed's way (backbone forward every epoch), same epochs:",
-                    "", "| run | epochs | images | cached | seed's way | speed-up |", "|---|---|---|---|---|---|"]
+            out += ["Linear probe on cached features vs the blog's way (backbone forward every epoch), same epochs:",
+                    "", "| run | epochs | images | cached | blog's way | speed-up |", "|---|---|---|---|---|---|"]
             out += [f"| `{r['id']}` | {p['epochs']} | {p['images']:,} | {p['cached_s']:.1f} s "
-                    f"| {p['seed_way_s']:.1f} s | {p['speedup']:.1f}x |" for r in speed for p in [r["probe_speed"]]]
+                    f"| {p['blog_way_s']:.1f} s | {p['speedup']:.1f}x |" for r in speed for p in [r["probe_speed"]]]
             out.append("")
     out += ["How each row was produced (one command each; `--record` writes the row into "
             "`simclr_helpers/assets/results.json`):", ""] + notes
@@ -145,14 +137,15 @@ def markdown_tables(rows: list[dict]) -> str:
 
 def benchmark_table(runs: list[dict]) -> str:
     """The README's speed table: one line per recorded ``benchmark --record`` run."""
-    lines = ["| run | device | stem, batch | seed augmentation (views/s) | batched augmentation (views/s) | ratio "
-             "| seed training (images/s) | fast training (images/s) | ratio |",
-             "|" + "|".join("---" for _ in range(9)) + "|"]
+    lines = ["| run | device | stem, batch | blog's loader workers | blog augmentation (views/s) "
+             "| batched augmentation (views/s) | ratio | blog training (images/s) | fast training (images/s) | ratio |",
+             "|" + "|".join("---" for _ in range(10)) + "|"]
     for i, r in enumerate(runs, 1):
         lines.append(f"| {i} | {r['hardware']}, {r['fast_dtype']} | {r['stem']}, {r['batch_size']} "
-                     f"| {r['seed_augment_views_per_s']:,} | {r['fast_augment_views_per_s']:,} "
+                     f"| {r.get('workers', r['cpus'])} "
+                     f"| {r['blog_augment_views_per_s']:,} | {r['fast_augment_views_per_s']:,} "
                      f"| {r['augment_speedup']:.1f}x "
-                     f"| {r['seed_train_images_per_s']:,.0f} | {r['fast_train_images_per_s']:,.0f} "
+                     f"| {r['blog_train_images_per_s']:,.0f} | {r['fast_train_images_per_s']:,.0f} "
                      f"| {r['train_speedup']:.2f}x |")
     dates = sorted({r["date"] for r in runs})
     lines += ["", f"Measured with `python -m simclr_helpers benchmark --record` ({', '.join(dates)}, torch "
@@ -174,9 +167,42 @@ def record_benchmark(result: dict, path: str | Path = RESULTS_FILE, keep: int = 
     return _save(data, path)
 
 
+def record_sweep(result: dict, path: str | Path = RESULTS_FILE) -> Path:
+    """Keep a ``benchmark --sweep`` run; a later sweep of the same device, stem and compile setting replaces it."""
+    data = load(path)
+    key = (result["hardware"], result["stem"], any(r["compile"] for r in result["rows"]))
+    data["sweeps"] = [s for s in data["sweeps"]
+                      if (s["hardware"], s["stem"], any(r["compile"] for r in s["rows"])) != key] + [result]
+    return _save(data, path)
+
+
+def sweep_table(sweeps: list[dict]) -> str:
+    """The README's batch-size and compile table: one line per setting of each ``benchmark --sweep --record``."""
+    lines = ["| device | stem | batch | torch.compile | images/s (median) | GFLOP/s | share of the matrix-product rate "
+             "| compiled / not |", "|" + "|".join("---" for _ in range(8)) + "|"]
+    for sw in sweeps:
+        for row in sw["rows"]:
+            gain = f"{row['compile_speedup']:.2f}x" if "compile_speedup" in row else "—"
+            lines.append(f"| {sw['hardware']}, {sw['precision']} | {sw['stem']} | {row['batch_size']} "
+                         f"| {'yes' if row['compile'] else 'no'} | {row['images_per_s']:,.0f} | {row['gflops']:,.0f} "
+                         f"| {row['gflops'] / sw['matmul_gflops']:.0%} | {gain} |")
+    if sweeps:
+        sw = sweeps[-1]
+        peaks = ", ".join(f"{s['matmul_gflops']:.0f}" for s in sweeps)
+        lines += ["", f"One training step costs {sw['gflop_per_image']:.2f} GFLOP per image (two views, forward and "
+                  f"backward, counted by `torch.utils.flop_counter`); the matrix-product rate is one "
+                  f"4096x4096 fp32 product on the same device ({peaks}"
+                  " GFLOP/s). Each figure is the median of "
+                  f"{sw['repeats']} alternating repeats of {sw['steps']} steps "
+                  f"(`python -m simclr_helpers benchmark --sweep ... --record`, "
+                  f"{', '.join(sorted({s['date'] for s in sweeps}))})."]
+    return "\n".join(lines) + "\n"
+
+
 BLOCKS = {  # README marker name -> what generates the text between the markers
     "results": lambda data: markdown_tables(data["rows"]),
     "benchmark": lambda data: benchmark_table(data["benchmarks"]),
+    "sweep": lambda data: sweep_table(data["sweeps"]),
 }
 
 
@@ -185,10 +211,10 @@ def _markers(name: str) -> tuple[str, str]:
             f"<!-- {name}:end -->")
 
 
-def _data(rows: list[dict] | None, benchmarks: list[dict] | None) -> dict:
-    stored = load() if rows is None or benchmarks is None else {}
-    return {"rows": stored["rows"] if rows is None else rows,
-            "benchmarks": stored["benchmarks"] if benchmarks is None else benchmarks}
+def _data(rows: list[dict] | None, benchmarks: list[dict] | None, sweeps: list[dict] | None = None) -> dict:
+    given = {"rows": rows, "benchmarks": benchmarks, "sweeps": sweeps}
+    stored = load() if None in given.values() else {}
+    return {key: stored[key] if value is None else value for key, value in given.items()}
 
 
 def readme_block(rows: list[dict], name: str = "results", benchmarks: list[dict] | None = None) -> str:
@@ -203,7 +229,7 @@ def _blocks_of(text: str, data: dict) -> list[tuple[str, str]]:
     out = []
     for name, make in BLOCKS.items():
         start, end = _markers(name)
-        needed = name == "results" or data.get("benchmarks")
+        needed = name == "results" or data.get({"benchmark": "benchmarks", "sweep": "sweeps"}[name])
         if start not in text or end not in text:
             if needed:
                 raise SimclrError(f"the README has no {name} markers; add the two lines {start!r} and {end!r} "
@@ -214,14 +240,16 @@ def _blocks_of(text: str, data: dict) -> list[tuple[str, str]]:
     return out
 
 
-def check_readme(readme: str | Path, rows: list[dict] | None = None, benchmarks: list[dict] | None = None) -> bool:
+def check_readme(readme: str | Path, rows: list[dict] | None = None, benchmarks: list[dict] | None = None,
+                 sweeps: list[dict] | None = None) -> bool:
     """Whether every generated block of the README is exactly what the results file generates."""
-    data = _data(rows, benchmarks)
+    data = _data(rows, benchmarks, sweeps)
     return all(current == generated for current, generated in _blocks_of(Path(readme).read_text(), data))
 
 
-def write_readme(readme: str | Path, rows: list[dict] | None = None, benchmarks: list[dict] | None = None) -> Path:
-    data = _data(rows, benchmarks)
+def write_readme(readme: str | Path, rows: list[dict] | None = None, benchmarks: list[dict] | None = None,
+                 sweeps: list[dict] | None = None) -> Path:
+    data = _data(rows, benchmarks, sweeps)
     path = Path(readme)
     text = path.read_text()
     for current, generated in _blocks_of(text, data):

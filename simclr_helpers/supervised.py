@@ -62,7 +62,14 @@ def train_supervised(train: ImageTensors, stem: str, recipe: SupervisedRecipe, d
     """A network of ``stem`` trained from scratch on ``train``'s images and labels."""
     from tqdm.auto import tqdm
 
-    from .train import backward_and_step, pick_device, pick_precision, seed_everything, shuffled_batches
+    from .runtime import (
+        backward_and_step,
+        pick_device,
+        pick_precision,
+        seed_everything,
+        shuffled_batches,
+        warmup_cosine_schedule,
+    )
 
     dev = pick_device(device)
     seed_everything(recipe.seed)
@@ -76,12 +83,8 @@ def train_supervised(train: ImageTensors, stem: str, recipe: SupervisedRecipe, d
     opt = torch.optim.SGD([{"params": decay, "weight_decay": recipe.weight_decay},
                            {"params": no_decay, "weight_decay": 0.0}], lr=lr, momentum=recipe.momentum,
                           nesterov=True)
-    warmup = max(1, int(recipe.warmup_fraction * recipe.steps))
-    sched = torch.optim.lr_scheduler.SequentialLR(opt, [
-        torch.optim.lr_scheduler.LinearLR(opt, 1e-3, 1.0, warmup),
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, recipe.steps - warmup)),
-    ], milestones=[warmup])
-    scaler = torch.amp.GradScaler("cuda") if precision.scaler else None
+    sched = warmup_cosine_schedule(opt, recipe.steps, max(1, int(recipe.warmup_fraction * recipe.steps)))
+    scaler = precision.grad_scaler()
     g = torch.Generator(device=dev).manual_seed(recipe.seed)
     augment = BatchedSimCLRAugment(SUPERVISED_AUGMENT, stats, generator=g)
     images, labels = train.images.to(dev), train.labels.to(dev)

@@ -63,8 +63,16 @@ def test_foreign_and_old_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="not a checkpoint of this course"):
         C.load_checkpoint(tmp_path / "other.pt")
     torch.save({"kind": "simclr", "format_version": 99}, tmp_path / "future.pt")
-    with pytest.raises(CheckpointError, match="format 99"):
+    with pytest.raises(CheckpointError, match="format 99 comes from another version"):
         C.load_checkpoint(tmp_path / "future.pt")
+    # A checkpoint of format 1 (the data spec inside the settings) gets one sentence saying how to re-create it.
+    torch.save({"kind": "simclr", "format_version": 1, "settings": {"extra": {"data": "bundled"}}}, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match=r"format 1 comes from an earlier version of the course, which reads "
+                                              r"format 2; re-create it with `python -m simclr_helpers pretrain`"):
+        C.RunRecord.load(tmp_path / "old.pt")
+    torch.save({"kind": "classifier", "format_version": 1}, tmp_path / "old_clf.pt")
+    with pytest.raises(CheckpointError, match="re-create it with `python -m simclr_helpers evaluate --method linear"):
+        C.ClassifierRecord.load(tmp_path / "old_clf.pt")
 
 
 def test_wrong_kind_says_what_is_needed(tmp_path):
@@ -87,3 +95,26 @@ def test_crafted_pickle_does_not_run(tmp_path, monkeypatch):
         with pytest.raises(CheckpointError, match="refused to load|not a readable"):
             C.load_checkpoint(name)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_run_record_round_trips_every_field(tmp_path):
+    from simclr_helpers.config import NORMALIZE, get_profile
+    from simclr_helpers.data import DataSpec
+
+    record = C.RunRecord(profile=get_profile("cpu").with_overrides(epochs=3), data=DataSpec("image_folder", "cifar"),
+                         normalize=NORMALIZE, classes=["a", "b"], num_train=1000, epoch=2,
+                         metrics=[{"epoch": 1}, {"epoch": 2}], model={"w": torch.ones(2)},
+                         rng=torch.ByteTensor([1, 2]), pipeline="blog")
+    back = C.RunRecord.load(record.save(tmp_path / "last.pt"))
+    assert back.profile == record.profile and back.data == record.data and back.classes == ["a", "b"]
+    assert (back.epoch, back.num_train, back.metrics, back.pipeline) == (2, 1000, record.metrics, "blog")
+    assert back.steps_per_epoch == 1000 // 256 and back.steps == 2 * (1000 // 256)
+    assert torch.equal(back.model["w"], torch.ones(2)) and torch.equal(back.rng, record.rng)
+    raw = torch.load(tmp_path / "last.pt", weights_only=True)  # plain tensors and values on disk
+    assert raw["data"] == {"kind": "image_folder", "path": "cifar"} and "extra" not in raw["profile"]
+
+
+def test_a_record_with_missing_fields_is_one_clear_error(tmp_path):
+    path = C.save_checkpoint({"profile": {}}, tmp_path / "half.pt", "simclr")
+    with pytest.raises(CheckpointError, match="lacks data, normalize, classes"):
+        C.RunRecord.load(path)

@@ -16,7 +16,7 @@ def test_profile_by_argument_environment_or_default(monkeypatch):
 
 def test_profiles_differ_only_in_sizes():
     sizes = {"name", "epochs", "batch_size", "stem", "data", "train_limit", "warmup_epochs",
-             "knn_every", "extra"}
+             "knn_every"}
     base = PROFILES["smoke"].to_dict()
     for profile in PROFILES.values():
         differing = {k for k, v in profile.to_dict().items() if base[k] != v}
@@ -41,7 +41,7 @@ def test_one_normalisation_constant():
 
 
 def test_profile_round_trips_through_a_checkpoint_dict():
-    p = get_profile("cpu").with_overrides(epochs=2, extra={"data": "somewhere"})
+    p = get_profile("cpu").with_overrides(epochs=2, temperature=0.5)
     from simclr_helpers.config import Profile
 
     assert Profile.from_dict({**p.to_dict(), "a_field_from_another_version": 1}) == p

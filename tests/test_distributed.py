@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from simclr_helpers import distributed
-from simclr_helpers.checkpoints import load_checkpoint
+from simclr_helpers.checkpoints import RunRecord
 from simclr_helpers.cli import main
 from simclr_helpers.distributed import DistributedError
 from simclr_helpers.train import load_simclr
@@ -41,14 +41,14 @@ def test_torchrun_two_processes_then_resume_in_one(tmp_path, capsys):
     # Rank 0 alone logs and writes: one data line, one epoch line, one set of files.
     assert proc.stderr.count("data: bundled") == 1 and proc.stderr.count("epoch   1/1:") == 1
     assert sorted(p.name for p in out.iterdir()) == ["last.pt", "metrics.csv", "metrics.json"]
-    state = load_checkpoint(out / "last.pt", kind="simclr")
-    assert state["world_size"] == 2 and state["epoch"] == 1
-    assert not torch.equal(state["rng_ranks"][0], state["rng_ranks"][1])  # each rank its own random stream
+    state = RunRecord.load(out / "last.pt")
+    assert len(state.rng_ranks) == 2 and state.epoch == 1
+    assert not torch.equal(state.rng_ranks[0], state.rng_ranks[1])  # each rank its own random stream
     steps = 180 // 64  # 200 balanced images minus the 10 % monitor hold-out; the global batch sets the steps
-    assert state["scheduler"]["last_epoch"] == steps
-    assert state["metrics"][0]["knn_top1"] is not None  # the monitor ran (on rank 0)
+    assert state.scheduler["last_epoch"] == steps == state.steps
+    assert state.metrics[0]["knn_top1"] is not None  # the monitor ran (on rank 0)
     # The unwrapped model was saved: it loads in a single process.
-    assert not any(k.startswith("module.") for k in state["model"])
+    assert not any(k.startswith("module.") for k in state.model)
     model, _ = load_simclr(out / "last.pt", device="cpu")
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 128)
 
@@ -62,11 +62,11 @@ def test_torchrun_two_processes_then_resume_in_one(tmp_path, capsys):
         torch.set_num_threads(threads)
     err = capsys.readouterr().err
     assert "written by 2 process(es), this run has 1" in err and "resuming" in err and "epoch 2/2" in err
-    resumed = load_checkpoint(out / "last.pt", kind="simclr")
-    assert [m["epoch"] for m in resumed["metrics"]] == [1, 2]
-    assert "world_size" not in resumed and "rng_ranks" not in resumed  # a single-process checkpoint again
-    assert resumed["scheduler"]["last_epoch"] == 2 * steps
-    assert resumed["optimizer"]["state"]  # the momentum buffers came along
+    resumed = RunRecord.load(out / "last.pt")
+    assert [m["epoch"] for m in resumed.metrics] == [1, 2]
+    assert resumed.rng_ranks is None  # a single-process checkpoint again
+    assert resumed.scheduler["last_epoch"] == 2 * steps
+    assert resumed.optimizer["state"]  # the momentum buffers came along
 
 
 def test_a_failing_rank_stops_the_run_instead_of_hanging(tmp_path):

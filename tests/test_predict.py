@@ -6,15 +6,15 @@ import torch
 from PIL import Image
 
 from simclr_helpers import predict as P
-from simclr_helpers.checkpoints import load_checkpoint, save_checkpoint
+from simclr_helpers.checkpoints import ClassifierRecord, RunRecord
 from simclr_helpers.errors import CheckpointError
 
 
 def test_classifier_checkpoint_is_self_contained(classifier_ckpt, tiny_run):
-    ckpt = load_checkpoint(classifier_ckpt, kind="classifier")
-    simclr = load_checkpoint(tiny_run.checkpoint, kind="simclr")
-    assert ckpt["normalize"] == simclr["normalize"]  # prediction uses the pretraining normalisation
-    assert ckpt["stem"] == simclr["settings"]["stem"] and len(ckpt["classes"]) == 10
+    ckpt = ClassifierRecord.load(classifier_ckpt)
+    simclr = RunRecord.load(tiny_run.checkpoint)
+    assert ckpt.normalize == simclr.normalize  # prediction uses the pretraining normalisation
+    assert ckpt.stem == simclr.profile.stem and len(ckpt.classes) == 10
 
 
 def test_prediction_uses_the_checkpoints_normalisation(classifier_ckpt, tmp_path, bundled, monkeypatch):
@@ -25,10 +25,9 @@ def test_prediction_uses_the_checkpoints_normalisation(classifier_ckpt, tmp_path
     P.predict_image(clf, Image.fromarray(bundled.test.images[0].permute(1, 2, 0).numpy()))
     assert seen == [clf.normalize]
     # A checkpoint with other statistics gives other probabilities: the stored values are really used.
-    ckpt = load_checkpoint(classifier_ckpt)
-    ckpt["normalize"] = {"mean": [0.5] * 3, "std": [0.5] * 3}
-    other = save_checkpoint({k: v for k, v in ckpt.items() if k not in ("kind", "format_version")},
-                            tmp_path / "other.pt", "classifier")
+    ckpt = ClassifierRecord.load(classifier_ckpt)
+    ckpt.normalize = {"mean": [0.5] * 3, "std": [0.5] * 3}
+    other = ckpt.save(tmp_path / "other.pt")
     img = bundled.test.images[:1]
     assert not torch.allclose(clf.probabilities(img), P.load_classifier(other).probabilities(img))
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from simclr_helpers.checkpoints import RunRecord
 from simclr_helpers.evaluate import label_subset
 from simclr_helpers.results import (
     RESULTS_FILE,
@@ -49,11 +50,11 @@ def test_report_measures_every_figure_of_a_row(report, tiny_run):
     assert report["linear"]["simclr"] == report["label_efficiency"]["1.0"]["simclr"]
     assert 0 <= report["linear_z"] <= 1
     # The supervised baseline gets the pretraining's budget: as many steps at the same batch size.
-    state = torch.load(tiny_run.checkpoint, weights_only=False)
-    assert report["supervised_steps"] == state["epoch"] * (state["num_train"] // state["settings"]["batch_size"])
+    record = RunRecord.load(tiny_run.checkpoint)
+    assert report["supervised_steps"] == report["pretrain_steps"] == record.epoch * (record.num_train // 64)
     speed = report["probe_speed"]
-    assert speed["epochs"] == 1 and speed["cached_s"] > 0 and speed["seed_way_s"] > 0
-    assert report["pretrain_seconds"] == pytest.approx(sum(m["seconds"] for m in state["metrics"]), abs=0.2)
+    assert speed["epochs"] == 1 and speed["cached_s"] > 0 and speed["blog_way_s"] > 0
+    assert report["pretrain_seconds"] == pytest.approx(sum(m["seconds"] for m in record.metrics), abs=0.2)
     assert "cores" in report["hardware"] or "GPU" in report["hardware"] or "x " in report["hardware"]
     assert "/" not in report["hardware"]  # a description, no paths
 
@@ -75,8 +76,8 @@ def test_benchmark_runs_keep_the_last_three_per_machine_and_rows_survive(tmp_pat
     path = tmp_path / "results.json"
     record({"id": "smoke-imagenet", "profile": "smoke", "stem": "imagenet"}, path)
     run = {"hardware": "a CPU, 2 cores, no GPU", "stem": "imagenet", "batch_size": 256, "fast_dtype": "fp32",
-           "seed_augment_views_per_s": 3000, "fast_augment_views_per_s": 40000, "augment_speedup": 13.3,
-           "seed_train_images_per_s": 250.0, "fast_train_images_per_s": 380.0, "train_speedup": 1.52,
+           "blog_augment_views_per_s": 3000, "fast_augment_views_per_s": 40000, "augment_speedup": 13.3,
+           "blog_train_images_per_s": 250.0, "cpus": 2, "fast_train_images_per_s": 380.0, "train_speedup": 1.52,
            "date": "2026-11-29", "torch": "2.14.1"}
     for i in range(4):
         record_benchmark({**run, "fast_augment_views_per_s": 40000 + i}, path)

@@ -1,18 +1,23 @@
 import pytest
 
 from simclr_helpers.config import get_profile
-from simclr_helpers.errors import DataError
+from simclr_helpers.data import DataSpec
+from simclr_helpers.errors import CheckpointError, DataError
 from simclr_helpers.runs import load_or_make_classifier, load_or_pretrain, load_pretrain_data, resolve_data
 
 
 def test_data_spec_comes_from_argument_env_or_profile(monkeypatch, tmp_path):
     monkeypatch.delenv("SIMCLR_DATA", raising=False)
-    assert resolve_data(get_profile("smoke"), None) == "bundled"
+    assert resolve_data(get_profile("smoke"), None) == DataSpec("bundled")
     with pytest.raises(DataError, match="needs CIFAR-10"):
         resolve_data(get_profile("cpu"), None)
     monkeypatch.setenv("SIMCLR_DATA", str(tmp_path))
-    assert resolve_data(get_profile("cpu"), None) == str(tmp_path)
-    assert resolve_data(get_profile("cpu"), "elsewhere") == "elsewhere"
+    assert resolve_data(get_profile("cpu"), None) == DataSpec("unlabelled", str(tmp_path))  # an empty folder
+    (tmp_path / "train").mkdir()
+    assert resolve_data(get_profile("cpu"), None) == DataSpec("image_folder", str(tmp_path))
+    with pytest.raises(DataError, match="elsewhere: no such folder"):
+        resolve_data(get_profile("cpu"), "elsewhere")
+    assert resolve_data(get_profile("cpu"), "elsewhere", download=True) == DataSpec("torchvision", "elsewhere")
 
 
 def test_monitor_queries_are_held_out_of_pretraining(monkeypatch):
@@ -39,3 +44,23 @@ def test_load_or_make_classifier_trains_the_probe_when_missing(tiny_run, tiny_pr
     assert path == tmp_path / "classifier.pt" and path.exists()
     assert any("training the linear probe now" in m for m in messages)
     assert load_or_make_classifier(tiny_profile, tmp_path, log=messages.append) == path
+
+
+def test_a_named_run_is_what_the_notebooks_read(tiny_run, tiny_profile, tmp_path, monkeypatch):
+    """$SIMCLR_RUN points notebooks 03-06 at a run folder (such as the long CIFAR-10 run) instead of the profile's."""
+    from simclr_helpers.runs import run_dir
+
+    monkeypatch.delenv("SIMCLR_RUN", raising=False)
+    monkeypatch.setenv("SIMCLR_CHECKPOINTS", str(tmp_path / "ckpts"))
+    assert run_dir(tiny_profile) == tmp_path / "ckpts" / tiny_profile.name
+    monkeypatch.setenv("SIMCLR_RUN", str(tiny_run.checkpoint.parent))
+    assert run_dir(tiny_profile) == tiny_run.checkpoint.parent
+    messages = []
+    assert load_or_pretrain(tiny_profile, log=messages.append) == tiny_run.checkpoint and messages == []
+    # A named folder without a checkpoint is an error, never a silent training run into it.
+    monkeypatch.setenv("SIMCLR_RUN", str(tmp_path / "empty"))
+    with pytest.raises(CheckpointError, match="SIMCLR_RUN names this run folder but it holds no last.pt"):
+        load_or_pretrain(tiny_profile, log=messages.append)
+    with pytest.raises(CheckpointError, match="holds no last.pt"):
+        load_or_make_classifier(tiny_profile, log=messages.append)
+    assert not (tmp_path / "empty").exists() and messages == []

@@ -3,9 +3,11 @@ import sys
 import pytest
 import torch
 
-from simclr_helpers.checkpoints import load_checkpoint
+from simclr_helpers.checkpoints import RunRecord
 from simclr_helpers.config import NORMALIZE
-from simclr_helpers.train import pretrain, warmup_cosine
+from simclr_helpers.data import DataSpec
+from simclr_helpers.runtime import warmup_cosine
+from simclr_helpers.train import finish_estimate, knn_due, pretrain
 
 
 def test_warmup_then_cosine_to_zero():
@@ -16,12 +18,12 @@ def test_warmup_then_cosine_to_zero():
 
 
 def test_run_writes_checkpoint_logs_and_normalisation(tiny_run, tiny_profile):
-    state = load_checkpoint(tiny_run.checkpoint, kind="simclr")
-    assert state["epoch"] == tiny_profile.epochs
-    assert state["normalize"] == NORMALIZE
-    assert state["settings"]["epochs"] == tiny_profile.epochs
-    assert [m["epoch"] for m in state["metrics"]] == [1, 2]
-    assert all(m["knn_top1"] is not None for m in state["metrics"])
+    record = RunRecord.load(tiny_run.checkpoint)
+    assert record.epoch == tiny_profile.epochs
+    assert record.normalize == NORMALIZE
+    assert record.profile == tiny_profile and record.data == DataSpec("bundled")
+    assert [m["epoch"] for m in record.metrics] == [1, 2]
+    assert all(m["knn_top1"] is not None for m in record.metrics)
     out = tiny_run.checkpoint.parent
     assert (out / "metrics.csv").read_text().startswith("epoch,loss,lr")
     assert len((out / "metrics.csv").read_text().splitlines()) == 3
@@ -42,37 +44,37 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(bundled, tiny_profi
 
     with pytest.raises(KeyboardInterrupt):
         _train(bundled, profile, tmp_path / "cut", on_epoch_end=kill_after_first_epoch)
-    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
+    assert RunRecord.load(tmp_path / "cut" / "last.pt").epoch == 1
     resumed = _train(bundled, profile, tmp_path / "cut", resume=True)
 
     assert [m["epoch"] for m in resumed.metrics] == [1, 2, 3]
     assert [m["lr"] for m in resumed.metrics] == [m["lr"] for m in full.metrics]
-    a = load_checkpoint(full.checkpoint)
-    b = load_checkpoint(resumed.checkpoint)
-    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 3 * (190 // 64)  # 19 per class
+    a = RunRecord.load(full.checkpoint)
+    b = RunRecord.load(resumed.checkpoint)
+    assert a.scheduler["last_epoch"] == b.scheduler["last_epoch"] == 3 * (190 // 64) == a.steps  # 19 per class
     # Same data order, same views, same weights: the resumed run is the same run.
     assert [m["loss"] for m in resumed.metrics] == pytest.approx([m["loss"] for m in full.metrics], rel=1e-4)
-    for k in a["model"]:
-        assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=1e-5), k
+    for k in a.model:
+        assert torch.allclose(a.model[k].float(), b.model[k].float(), atol=1e-5), k
 
 
 def test_resume_of_a_finished_run_does_nothing(tiny_run, tiny_profile, bundled):
-    before = load_checkpoint(tiny_run.checkpoint)["metrics"]
+    before = RunRecord.load(tiny_run.checkpoint).metrics
     res = pretrain(tiny_profile, bundled.train.balanced_subset(320), tiny_run.checkpoint.parent, resume=True,
                    progress=False, log=None)
     assert res.metrics == before
 
 
-def test_seed_pipeline_runs_the_same_loop(bundled, tiny_profile, tmp_path):
+def test_blog_pipeline_runs_the_same_loop(bundled, tiny_profile, tmp_path):
     profile = tiny_profile.with_overrides(epochs=1, knn_every=0)
-    res = pretrain(profile, bundled.train.balanced_subset(128), tmp_path, pipeline="seed", progress=False, log=None)
+    res = pretrain(profile, bundled.train.balanced_subset(128), tmp_path, pipeline="blog", progress=False, log=None)
     assert res.metrics[0]["epoch"] == 1 and res.metrics[0]["loss"] > 0
-    assert load_checkpoint(res.checkpoint)["pipeline"] == "seed"
+    assert RunRecord.load(res.checkpoint).pipeline == "blog"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
 def test_allocator_keeps_freed_memory_on_linux():
-    from simclr_helpers.train import keep_freed_memory
+    from simclr_helpers.runtime import keep_freed_memory
 
     assert keep_freed_memory() and keep_freed_memory()  # takes effect, and a second call is harmless
 
@@ -90,3 +92,21 @@ def test_fast_batches_make_two_different_views_of_the_same_images(bundled):
     same = (x0.mean(dim=(2, 3)) - x1.mean(dim=(2, 3))).abs().mean()
     other = (x0.mean(dim=(2, 3)) - x1.roll(1, 0).mean(dim=(2, 3))).abs().mean()
     assert same < other
+
+
+def test_knn_monitor_schedule_and_never_with_zero(tiny_profile):
+    p = tiny_profile.with_overrides(epochs=5, knn_every=2)
+    assert [e for e in range(1, 6) if knn_due(p, e)] == [2, 4, 5]  # every 2 epochs and after the last
+    assert not any(knn_due(p.with_overrides(knn_every=0), e) for e in range(1, 6))
+
+
+def test_finish_estimate_names_the_time_left():
+    assert finish_estimate(120, 10, now=0).startswith("about 20 min more, done at ")
+    assert finish_estimate(600, 30, now=0).startswith("about 5.0 h more")
+
+
+def test_run_prints_the_expected_finish_after_its_first_epoch(bundled, tiny_profile, tmp_path):
+    lines = []
+    pretrain(tiny_profile.with_overrides(knn_every=0), bundled.train.balanced_subset(128), tmp_path,
+             progress=False, log=lines.append)
+    assert any("s per epoch on cpu: 1 epochs left, about" in line for line in lines), lines
