@@ -1,18 +1,43 @@
-"""Interactive explorers (ipywidgets) with a static figure for viewers without a kernel.
+"""Interactive explorers (ipywidgets), each with a static figure for viewers without a kernel.
 
-Notebook 02 uses ``augmentation_explorer``; notebook 06 uses ``upload_predictor``.
-Each function draws its figure for the default settings once (what nbval and
-GitHub's viewer show) and returns the widget for a live kernel.
+Notebook 02 uses ``augmentation_explorer``; notebook 06 uses ``upload_predictor`` and, with no
+widget support at all (a plain viewer, a kernel without ipywidgets, a script), ``predict_source``.
+Each widget is displayed as one bundle holding both the live widget and a PNG of its figure for
+the default state: a front end with a widget manager (JupyterLab: tests/test_browser.py) draws the
+widget; a viewer without one (GitHub, or nbconvert for a notebook that stores no widget state) shows
+the PNG. Nothing here imports ipywidgets until a widget is made.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import html
+import http.client
+import io
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
 from .augment import CIFAR_AUGMENT, AugmentConfig, BatchedSimCLRAugment
+
+# Bundled test images (inside assets/cifar10_subset.zip) that stand in for "your own image"
+# where no file has been chosen yet: the default of notebook 06's MY_IMAGE and the upload box's
+# static figure.
+EXAMPLE_IMAGE = "test/cat/0000.jpg"
+UPLOAD_EXAMPLE = "test/dog/0001.jpg"
+# What reaches the kernel through the upload box: Jupyter's server closes a websocket message over
+# 10 MiB (tornado's default), and on Colab files of about 1 MB or more arrive empty.
+UPLOAD_LIMIT_NOTE = ("Files of about 10 MB or more (about 1 MB on Colab) never reach the kernel: "
+                     "for those, set MY_IMAGE above to the file's path.")
+NO_FILE_RECEIVED = ("No file received: the upload arrived empty (on Colab, files of about 1 MB or more do); "
+                    "set MY_IMAGE above to the file's path instead.")
+DOWNLOAD_LIMIT = 50 * 1024 * 1024  # bytes: a URL that serves more than this is not read to the end
 
 
 def augmentation_views(images: torch.Tensor, config: AugmentConfig = CIFAR_AUGMENT, n_views: int = 6,
@@ -29,6 +54,31 @@ def augmentation_views(images: torch.Tensor, config: AugmentConfig = CIFAR_AUGME
                  f"greyscale p = {config.gray_prob:.2f}, blur p = {config.blur_prob:.2f}", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def figure_png(fig) -> bytes:
+    """The PNG bytes of a figure, framed as the notebooks' inline figures are (tight bounding box)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
+
+
+def with_static_figure(widget, fig):
+    """Show ``fig`` as a PNG wherever ``widget`` cannot be drawn, and close the figure.
+
+    The widget's display bundle gains an ``image/png`` entry beside its widget view: a front end
+    with a widget manager renders the view (its preferred type), any other viewer the PNG.
+    """
+    png = base64.b64encode(figure_png(fig)).decode("ascii")
+    plt.close(fig)
+    widget_bundle = widget._repr_mimebundle_
+
+    def bundle(**kwargs):
+        data = widget_bundle(**kwargs)
+        return {**data, "image/png": png} if data else data
+
+    widget._repr_mimebundle_ = bundle  # what IPython displays; ipywidgets itself resets it on close()
+    return widget
 
 
 def augmentation_explorer(images: torch.Tensor, n_views: int = 6):
@@ -66,20 +116,42 @@ def augmentation_explorer(images: torch.Tensor, n_views: int = 6):
         s.observe(redraw, names="value")
     button.on_click(new_views)
     redraw()
-    return W.VBox([W.HBox([W.VBox([scale, strength]), W.VBox([gray, blur]), button]), out])
+    box = W.VBox([W.HBox([W.VBox([scale, strength]), W.VBox([gray, blur]), button]), out])
+    return with_static_figure(box, augmentation_views(images, CIFAR_AUGMENT, n_views, seed=0))
 
 
 def read_upload(value) -> tuple[str, bytes] | None:
     """(file name, bytes) of the first file in a FileUpload value (ipywidgets 7 or 8 format)."""
     if not value:
         return None
-    item = value[0] if isinstance(value, (list, tuple)) else next(iter(value.values()))
+    item = _first_upload(value)
     name = item["name"] if isinstance(item, dict) and "name" in item else getattr(item, "name", "upload")
     return name, bytes(item["content"] if isinstance(item, dict) else item.content)
 
 
-def predict_upload(classifier, name: str, content: bytes, top_k: int = 5):
-    """A top-k figure for an uploaded file, or one sentence saying why it cannot be read."""
+def _first_upload(value):
+    return value[0] if isinstance(value, (list, tuple)) else next(iter(value.values()))
+
+
+def upload_problem(value) -> str | None:
+    """One sentence when a FileUpload change brought no usable bytes (an empty upload, a file too
+    large to arrive), else None."""
+    file = read_upload(value)
+    if file is None:
+        return NO_FILE_RECEIVED
+    name, content = file
+    if content:
+        return None
+    item = _first_upload(value)
+    size = (item.get("size") if isinstance(item, dict) else getattr(item, "size", None)) or 0
+    if size:
+        return (f"{name} ({size / 1e6:.1f} MB) did not arrive: the upload box delivered none of its bytes, "
+                "as happens to files too large for it; set MY_IMAGE above to the file's path instead.")
+    return f"{name}: the file is empty (0 bytes); it is not an image."
+
+
+def predict_upload(classifier, name: str, content, top_k: int = 5):
+    """A top-k figure for an uploaded file (bytes, or a path), or one sentence saying why it cannot be read."""
     from .data import open_image, pil_to_uint8
     from .errors import ImageError
     from .plots import topk_figure
@@ -93,19 +165,74 @@ def predict_upload(classifier, name: str, content: bytes, top_k: int = 5):
     return topk_figure(shown, top, title=name)
 
 
+def example_bytes(member: str = EXAMPLE_IMAGE) -> tuple[str, bytes]:
+    """(file name, JPEG bytes) of one image of the bundled CIFAR-10 subset, such as ``test/cat/0000.jpg``."""
+    from .data import BUNDLED_SUBSET
+
+    with zipfile.ZipFile(BUNDLED_SUBSET) as zf:
+        content = zf.read(member)
+    _, cls, file = member.split("/")
+    return f"{cls}_{file}", content
+
+
+def example_image(folder: str | Path, member: str = EXAMPLE_IMAGE) -> Path:
+    """One bundled test image written to ``folder`` as a file (works offline); returns its path."""
+    name, content = example_bytes(member)
+    path = Path(folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def read_source(source: str | Path) -> tuple[str, bytes | Path] | str:
+    """(name, path or downloaded bytes) for a path or an http(s) URL, or one sentence saying why not."""
+    text = str(source)
+    if not text.lower().startswith(("http://", "https://")):
+        return Path(text).name or text, Path(text).expanduser()
+    name = Path(urllib.parse.urlsplit(text).path).name or "download"
+    request = urllib.request.Request(text, headers={"User-Agent": "simclr-helpers"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            content = response.read(DOWNLOAD_LIMIT + 1)
+    except urllib.error.HTTPError as exc:
+        return f"{text}: the server answered {exc.code} ({exc.reason}); check the address."
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{text}: could not download it ({reason}); check the address and the network connection."
+    if len(content) > DOWNLOAD_LIMIT:
+        return f"{text}: more than {DOWNLOAD_LIMIT // 2**20} MB, too large for one image; download it yourself."
+    return name, content
+
+
+def predict_source(classifier, source: str | Path, top_k: int = 5):
+    """The top-k chart for an image file's path or an http(s) URL; needs no widgets.
+
+    Returns the figure, or prints one sentence saying why the image cannot be read and returns None.
+    """
+    found = read_source(source)
+    result = found if isinstance(found, str) else predict_upload(classifier, *found, top_k)
+    if isinstance(result, str):
+        print(result)
+        return None
+    return result
+
+
 def upload_predictor(classifier, top_k: int = 5):
-    """A FileUpload: any image file you choose is classified and shown with its top-k bar chart."""
+    """A FileUpload: any image file you choose is classified and shown with its top-k bar chart.
+
+    Without a kernel the cell shows the chart for a bundled example image instead.
+    """
     import ipywidgets as W
     from IPython.display import display
 
-    upload = W.FileUpload(accept="image/*", multiple=False, description="Upload an image")
+    upload = W.FileUpload(accept="image/*", multiple=False, description="Upload an image",
+                          layout=W.Layout(width="220px"))  # room for the name and the count of files
+    note = W.HTML(f"<small>{html.escape(UPLOAD_LIMIT_NOTE)}</small>")
     out = W.Output()
 
     def on_upload(change):
-        file = read_upload(change["new"])
-        if file is None:
-            return
-        result = predict_upload(classifier, *file, top_k)
+        problem = upload_problem(change["new"])
+        result = problem or predict_upload(classifier, *read_upload(change["new"]), top_k)
         with out:
             out.clear_output(wait=True)
             if isinstance(result, str):
@@ -115,4 +242,5 @@ def upload_predictor(classifier, top_k: int = 5):
                 plt.close(result)
 
     upload.observe(on_upload, names="value")
-    return W.VBox([upload, out])
+    box = W.VBox([upload, out, note])
+    return with_static_figure(box, predict_upload(classifier, *example_bytes(UPLOAD_EXAMPLE), top_k))

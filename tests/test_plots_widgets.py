@@ -47,18 +47,26 @@ def test_augmentation_views_figure(bundled):
     plt.close("all")
 
 
-def test_augmentation_explorer_redraws_on_change(bundled):
+def test_augmentation_explorer_redraws_on_change(bundled, monkeypatch):
     pytest.importorskip("ipywidgets")
+    drawn = []  # (min crop scale, seed) of every redraw; outside a kernel the Output widget captures nothing
+    real = widgets.augmentation_views
+    monkeypatch.setattr(widgets, "augmentation_views",
+                        lambda images, cfg, n, seed=0, **kw: drawn.append((cfg.min_scale, seed)) or real(images, cfg, n,
+                                                                                                            seed=seed))
     box = widgets.augmentation_explorer(bundled.test.images[:1], n_views=2)
-    sliders = box.children[0].children[0].children
-    out = box.children[1]
-    before = len(out.outputs)
-    sliders[0].value = 0.5
-    assert len(out.outputs) >= before  # redrawn into the output area
+    scale = box.children[0].children[0].children[0]
+    button = box.children[0].children[2]
+    assert drawn[0] == (widgets.CIFAR_AUGMENT.min_scale, 0)  # drawn once for the default settings
+    drawn.clear()
+    scale.value = 0.5
+    assert drawn == [(0.5, 0)]  # moving the slider redraws with its value
+    button.click()
+    assert drawn == [(0.5, 0), (0.5, 1)]  # "new views": same settings, the next seed
     plt.close("all")
 
 
-def test_upload_predictor_classifies_bytes(classifier_ckpt):
+def test_upload_predictor_classifies_bytes(classifier_ckpt, monkeypatch):
     pytest.importorskip("ipywidgets")
     from simclr_helpers.predict import load_classifier
 
@@ -74,7 +82,10 @@ def test_upload_predictor_classifies_bytes(classifier_ckpt):
     assert len(fig.axes[1].patches) == 3
     assert widgets.predict_upload(clf, "bad.png", b"bad").startswith("bad.png: not an image file")
     box = widgets.upload_predictor(clf)
+    shown = []
+    monkeypatch.setattr(widgets, "predict_upload", lambda c, n, b, k=5: shown.append((n, bytes(b), k)) or "drawn")
     box.children[0].value = value  # the callback runs without a kernel, too
+    assert shown == [("red.png", buf.getvalue(), 5)]  # the uploaded file itself is classified
     plt.close("all")
 
 
