@@ -1,7 +1,9 @@
-"""Profiles, paths and the one normalisation constant of the course.
+"""Profiles, paths, the repository's address and the one normalisation constant of the course.
 
 A profile only sets *sizes* (epochs, batch, how much data, which stem); every
 profile runs the same code. Notebook 03 explains the choice of each number.
+``auto`` is not a profile of its own: it names one by the hardware it finds
+(``auto_profile_name``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,30 @@ ENV_PROFILE = "SIMCLR_PROFILE"
 ENV_DATA = "SIMCLR_DATA"
 ENV_CHECKPOINTS = "SIMCLR_CHECKPOINTS"
 ENV_RUN = "SIMCLR_RUN"  # a run folder (last.pt, classifier.pt) for notebooks 03-06 to read instead of the profile's
+ENV_DATA_CACHE = "SIMCLR_DATA_CACHE"  # where CIFAR-10 is downloaded to when no data is given
+
+# The one place that names the course's GitHub repository: the Colab badges, the notebooks'
+# install cell and the README are checked against it (tests/test_repository_address.py), and
+# `python -m simclr_helpers set-repository OWNER/NAME` rewrites all of them for a fork.
+REPOSITORY = "simclr-step-by-step/simclr-step-by-step"
+REPOSITORY_BRANCH = "main"
+
+
+def colab_url(notebook: str, repository: str = REPOSITORY) -> str:
+    """The address that opens ``notebook`` (a file name in notebooks/) from GitHub in Colab."""
+    return (f"https://colab.research.google.com/github/{repository}/blob/{REPOSITORY_BRANCH}/"
+            f"notebooks/{notebook}")
+
+
+def colab_badge(notebook: str, repository: str = REPOSITORY) -> str:
+    """The "Open In Colab" badge of ``notebook`` as Markdown (the notebooks' first cell, the README's table)."""
+    return ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"({colab_url(notebook, repository)})")
+
+
+def install_spec(repository: str = REPOSITORY) -> str:
+    """What the notebooks' setup cell gives ``%pip install`` on Colab: the package from GitHub."""
+    return f"simclr-helpers @ git+https://github.com/{repository}"
 
 
 @dataclass(frozen=True)
@@ -63,25 +89,101 @@ class Profile:
         return cls(**{k: v for k, v in settings.items() if k in known})
 
 
+# The `colab` profile, sized from first principles for a free Colab T4 (an ESTIMATE: not
+# measured on a GPU; the run prints its measured seconds per epoch and finish time after
+# its first epoch, and `python -m simclr_helpers gpu-check` measures it on any GPU):
+#
+# * Work: one step of the CIFAR-stem ResNet-18 costs 6.66 GFLOP per image (two views,
+#   forward + backward; `benchmark.step_flops_per_image("cifar")` counts it), so an epoch of
+#   45,000 pretraining images is 45,000 x 6.66 GFLOP = 300 TFLOP.
+# * Rate: a T4 peaks at about 65 TFLOP/s in fp16 on its tensor cores; ResNet-18 training
+#   reaches maybe 25-35% of that (small 32x32 feature maps, BatchNorm and ReLU are memory-bound,
+#   and the 70 W card lowers its clock under load): 16-23 TFLOP/s, so 13-18 s per epoch
+#   (15.4 s at 30%).
+# * Overheads of the fast path: the batched augmentation on the GPU (about 1 s per epoch:
+#   memory-bound passes over 90,000 small views), the kNN monitor every 5 epochs (features of
+#   15,000 images, 1.1 GFLOP each, in fp32: about 4 s at half the T4's 8 TFLOP/s, so about
+#   0.8 s per epoch) and the checkpoint written every epoch (about 92 MB: 0.5 s on the
+#   runtime's disk, perhaps 1-3 s on Google Drive). Together about 17.7 s per epoch at 30%
+#   (15.5-20.7 s at 35-25%).
+# * Epochs: 70 x 17.7 s = about 21 minutes of pretraining (18-24 min), within the 20-25
+#   minutes aimed at; checkpoints on Google Drive may add 1-3 minutes.
+# * Batch: 512, the largest power of two that fits with room to spare: autograd keeps about
+#   13 MB per view in fp32 (at most: counted on a CPU with saved-tensor hooks), about half in fp16,
+#   so 1,024 views take about 7 GB of the T4's 15 GB; 1,024 images would need about 13 GB.
+# * Warm-up 5 epochs (7% of the run; the `gpu` profile warms up for 10 of 200), kNN monitor every 5.
+COLAB_EPOCHS = 70
+COLAB_SECONDS_PER_EPOCH_ESTIMATE = 17.7  # on a T4, at 30% of its fp16 peak, overheads included; not measured
+
 PROFILES: dict[str, Profile] = {
     # Bundled offline subset, a couple of minutes on two CPU cores. Tests and CI.
     "smoke": Profile(name="smoke", epochs=10, batch_size=128, stem="imagenet", data="bundled", knn_every=2),
     # A laptop-sized run on real CIFAR-10 (about 16 minutes of pretraining on two CPU cores).
     "cpu": Profile(name="cpu", epochs=8, batch_size=256, stem="imagenet", data="path", knn_every=2),
+    # Full CIFAR-10 on a free Colab T4 (or any GPU older than capability 8.0 or under 20 GB):
+    # about 21 minutes of pretraining, an estimate (the calculation is above).
+    "colab": Profile(name="colab", epochs=COLAB_EPOCHS, batch_size=512, stem="cifar", data="path",
+                     warmup_epochs=5, knn_every=5),
     # Full CIFAR-10 on one GPU with the CIFAR stem.
     "gpu": Profile(name="gpu", epochs=200, batch_size=512, stem="cifar", data="path", warmup_epochs=10,
                    knn_every=10),
 }
 
+AUTO = "auto"  # pick the profile by the hardware (auto_profile_name)
+PROFILE_CHOICES = (AUTO, *PROFILES)
+# A GPU older than this compute capability (a T4 is 7.5) or smaller than this gets the `colab` profile.
+BIG_GPU_CAPABILITY = (8, 0)
+BIG_GPU_MEMORY_GB = 20
+
+
+def profile_for_gpu(capability: tuple[int, int] | None, memory_bytes: int | None = None) -> str:
+    """The profile sized for a GPU: ``colab`` below compute capability 8.0 or 20 GB (a free Colab
+    T4: 7.5, 15 GB), ``gpu`` for bigger and newer ones; ``smoke`` without a GPU (``capability`` None)."""
+    if capability is None:
+        return "smoke"
+    if tuple(capability) < BIG_GPU_CAPABILITY or (memory_bytes or 0) < BIG_GPU_MEMORY_GB * 1e9:
+        return "colab"
+    return "gpu"
+
+
+def gpu_summary(index: int = 0) -> dict | None:
+    """Name, compute capability and memory of CUDA device ``index``, or None without one."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(index)
+    return {"name": torch.cuda.get_device_name(index), "capability": tuple(torch.cuda.get_device_capability(index)),
+            "memory_bytes": int(props.total_memory)}
+
+
+def auto_profile_name() -> tuple[str, str]:
+    """``auto``: ``$SIMCLR_PROFILE`` if set, else the profile sized for the first GPU, else ``smoke``.
+
+    Returns the name and the reason, for the notebooks' setup line.
+    """
+    env = os.environ.get(ENV_PROFILE)
+    if env and env != AUTO:
+        return env, f"${ENV_PROFILE}"
+    gpu = gpu_summary()
+    if gpu is None:
+        return "smoke", "no GPU"
+    major, minor = gpu["capability"]
+    return (profile_for_gpu(gpu["capability"], gpu["memory_bytes"]),
+            f"{gpu['name']}, capability {major}.{minor}, {gpu['memory_bytes'] / 1e9:.0f} GB")
+
 
 def get_profile(name: str | None = None) -> Profile:
-    """The profile called ``name``, else ``$SIMCLR_PROFILE``, else ``smoke``."""
+    """The profile called ``name``, else ``$SIMCLR_PROFILE``, else ``smoke``; ``auto`` picks one by
+    the hardware (``auto_profile_name``)."""
     name = name or os.environ.get(ENV_PROFILE) or "smoke"
+    if name == AUTO:
+        name = auto_profile_name()[0]
     if name not in PROFILES:
         from .errors import SimclrError
 
         raise SimclrError(
-            f"unknown profile {name!r}; choose one of {', '.join(PROFILES)} "
+            f"unknown profile {name!r}; choose one of {', '.join(PROFILE_CHOICES)} "
             f"(argument --profile or ${ENV_PROFILE})"
         )
     return PROFILES[name]

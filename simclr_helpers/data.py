@@ -9,8 +9,11 @@ Taught in notebook 02 (the data and its views) and used by every notebook.
 from __future__ import annotations
 
 import io
+import os
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .config import IMAGE_SIZE
+from .config import ENV_DATA, ENV_DATA_CACHE, IMAGE_SIZE
 from .errors import DataError, ImageError
 
 BUNDLED_SUBSET = Path(__file__).with_name("assets") / "cifar10_subset.zip"
@@ -265,23 +268,100 @@ def load_unlabelled_folder(root: str | Path) -> ImageTensors:
 
 # ------------------------------------------------------------- torchvision --
 
+CIFAR10_DOWNLOAD_MB = 170  # cifar-10-python.tar.gz
+
+
+def cifar10_cache_dir() -> Path:
+    """Where CIFAR-10 is downloaded to when a run needs it and no data is given:
+    ``$SIMCLR_DATA_CACHE``, else ``simclr-step-by-step/cifar10`` in the user's cache folder
+    (``$XDG_CACHE_HOME``, default ``~/.cache``)."""
+    env = os.environ.get(ENV_DATA_CACHE)
+    if env:
+        return Path(env).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    return base / "simclr-step-by-step" / "cifar10"
+
+
+def shown(path: str | Path) -> str:
+    """``path`` for messages and notebook outputs, the home folder written as ``~``."""
+    path, home = Path(path).expanduser(), Path.home()
+    try:
+        return str(Path("~") / path.relative_to(home))
+    except ValueError:
+        return str(path)
+
+
+def _is_cache(root: str | Path) -> bool:
+    try:
+        return Path(root).expanduser().resolve() == cifar10_cache_dir().resolve()
+    except OSError:
+        return False
+
+
+def cached_cifar10(reason: str = "this run needs CIFAR-10", fetch: bool = True,
+                   log: Callable[[str], None] | None = print) -> DataSpec:
+    """CIFAR-10 in the download cache (``cifar10_cache_dir``) as a data spec.
+
+    With ``fetch`` and nothing there yet, ``torchvision.datasets.CIFAR10`` downloads it now
+    (once: later runs find ``cifar-10-batches-py`` there; torchvision checks the archive's
+    MD5). Without a network that ends in one :class:`DataError` that starts with ``reason``
+    and says how to point at a local copy instead. Without ``fetch`` nothing is read or
+    downloaded: the spec only names the place.
+    """
+    root = cifar10_cache_dir()
+    if fetch and not (root / "cifar-10-batches-py").is_dir():
+        (log or (lambda s: None))(f"downloading CIFAR-10 ({CIFAR10_DOWNLOAD_MB} MB, once) into {shown(root)}")
+        download_cifar10(root, reason)
+    return DataSpec("torchvision", str(root))
+
+
+def download_cifar10(root: str | Path, reason: str = "this run needs CIFAR-10") -> Path:
+    """Download and extract CIFAR-10 into ``root`` with torchvision (nothing happens if it is there and intact)."""
+    from torchvision.datasets import CIFAR10
+
+    root = Path(root).expanduser()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with _download_lock(root):  # one download at a time, also across processes (torchrun)
+            CIFAR10(str(root), train=False, download=True)  # the archive holds both splits
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a bad checksum a RuntimeError
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{reason}: could not download it into {shown(root)} ({detail}); without a network, "
+                        f"point --data PATH or ${ENV_DATA} at a local copy (an extracted image folder with "
+                        "train/ and test/, or a torchvision root).") from None
+    return root
+
+
+@contextmanager
+def _download_lock(root: Path):
+    """An exclusive lock on ``root`` while downloading, where the platform has ``fcntl`` (not on Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(root / ".download.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def load_torchvision_cifar10(root: str | Path, download: bool = False) -> CIFARSplits:
     """CIFAR-10 through ``torchvision.datasets.CIFAR10``; with ``download=True`` it fetches it."""
     from torchvision.datasets import CIFAR10
 
+    if download:
+        download_cifar10(root, "CIFAR-10 is needed here")
     splits = {}
     for split, train in (("train", True), ("test", False)):
         try:
-            ds = CIFAR10(str(root), train=train, download=download)
+            ds = CIFAR10(str(root), train=train, download=False)
         except RuntimeError as exc:  # not found / corrupt, download=False
             raise DataError(
                 f"{root}: no CIFAR-10 found there ({exc}); pass --download to fetch it, "
                 "or point --data at an extracted image folder (train/<class>/, test/<class>/)."
-            ) from None
-        except OSError as exc:  # network errors, URLError is an OSError
-            raise DataError(
-                f"could not download CIFAR-10 into {root} ({exc}); without a network, download "
-                "it elsewhere and point --data at that copy (a torchvision root or an image folder)."
             ) from None
         images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
         splits[split] = ImageTensors(images, torch.tensor(ds.targets), tuple(ds.classes),
@@ -321,8 +401,8 @@ def load_cifar10(data: str | Path | DataSpec | None = None, download: bool = Fal
     root = Path(spec.path).expanduser()
     if spec.kind == "image_folder":
         return CIFARSplits(load_image_folder(root, "train"), load_image_folder(root, "test"))
-    if spec.kind == "torchvision":
-        return load_torchvision_cifar10(root, download=download)
+    if spec.kind == "torchvision":  # the course's own download cache is fetched again if a new machine lacks it
+        return load_torchvision_cifar10(root, download=download or _is_cache(root))
     raise DataError(f"{root}: neither an image folder (train/<class>/, test/<class>/) nor a torchvision "
                     "CIFAR-10 root; add --download to fetch CIFAR-10 there.")
 

@@ -65,8 +65,9 @@ class SimCLRModel(nn.Module):
 class LinearClassifier(nn.Module):
     """A linear layer on a backbone; its input width is read from the backbone.
 
-    ``forward`` runs the backbone under ``no_grad`` in whatever mode it is in; keeping
-    it frozen *and* in eval mode is the caller's job (see ``evaluate.freeze``).
+    ``forward`` runs the backbone as it is: gradients flow into it and BatchNorm updates its
+    statistics unless the caller has frozen it *and* put it in eval mode (``evaluate.freeze``),
+    which is what notebook 04 shows and the blog post missed.
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int):

@@ -1,37 +1,126 @@
-"""The first code cell of every notebook: profile, device, seeds, figure format.
+"""The first code cell of every notebook: profile, device, precision, data, checkpoints, seeds, figures.
 
 Kept here so the notebooks stay identical in their setup and nothing is copied
-from one notebook to the next.
+from one notebook to the next. The cell shows two Colab form fields and passes
+them on: ``setup(seed=0, profile=PROFILE, keep_in_drive=KEEP_IN_DRIVE)``.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .config import Profile, default_checkpoint_dir, get_profile, project_root
-from .runtime import pick_device, seed_everything
+from .config import (
+    AUTO,
+    ENV_CHECKPOINTS,
+    ENV_DATA,
+    Profile,
+    auto_profile_name,
+    default_checkpoint_dir,
+    get_profile,
+    project_root,
+)
+from .data import DataSpec, shown
+from .errors import DataError, SimclrError
+from .runtime import Precision, pick_device, pick_precision, seed_everything
+
+# Colab mounts Google Drive here; checkpoints go to DRIVE_FOLDER inside "My Drive".
+DRIVE_MOUNT = "/content/drive"
+DRIVE_FOLDER = "simclr-step-by-step/checkpoints"
+NOT_ON_COLAB = "KEEP_IN_DRIVE only applies on Colab; checkpoints stay in checkpoints/ here."
 
 
 @dataclass
 class Session:
     profile: Profile
     device: torch.device
-    checkpoint_dir: Path  # where this profile's checkpoints live
+    checkpoint_dir: Path  # where this profile's checkpoints live (notebook 03 writes its run there)
+    precision: Precision | None = None  # what training on ``device`` runs in (runtime.pick_precision)
+    data: DataSpec | None = None  # where the profile's data comes from (for CIFAR-10: the download target)
+    on_colab: bool = False
+    in_drive: bool = False  # checkpoints on Google Drive (keep_in_drive on Colab)
+    named_run: Path | None = None  # $SIMCLR_RUN: a run folder notebooks 04-06 read instead of checkpoint_dir
+
+    @property
+    def run_dir(self) -> Path:
+        """The run notebooks 04-06 read (its ``last.pt``) and add their classifier to: ``$SIMCLR_RUN`` if set,
+        else this profile's folder, where notebook 03 wrote its run."""
+        return self.named_run or self.checkpoint_dir
 
     def relative(self, path: str | Path) -> str:
-        """A path relative to the course folder, for printing (no machine paths in outputs)."""
+        """A path relative to the course folder (or to Google Drive), for printing (no machine paths in outputs)."""
         path = Path(path).resolve()
-        try:
-            return str(path.relative_to(project_root()))
-        except ValueError:
-            return path.name
+        for root, label in ((Path(DRIVE_MOUNT).resolve(), "Google Drive: "), (project_root(), "")):
+            try:
+                return label + str(path.relative_to(root))
+            except ValueError:
+                pass
+        return path.name
 
 
-def setup(seed: int = 0, quiet: bool = False) -> Session:
-    """Pick the profile ($SIMCLR_PROFILE, default smoke) and device, seed every RNG, PNG figures."""
+def on_colab() -> bool:
+    """Whether this kernel runs on Google Colab (its ``google.colab`` module is loaded)."""
+    return "google.colab" in sys.modules
+
+
+def keep_checkpoints_in_drive() -> Path:
+    """Mount Google Drive (Colab asks for permission) and make its course folder ``$SIMCLR_CHECKPOINTS``.
+
+    Everything that follows finds checkpoints there: this session's ``checkpoint_dir``, notebooks
+    03-06, and ``python -m simclr_helpers pretrain --resume`` started from a cell (it inherits the
+    variable). An interrupted run therefore continues in a new runtime from the ``last.pt`` it left.
+    """
+    from google.colab import drive
+
+    try:
+        drive.mount(DRIVE_MOUNT)
+    except Exception as exc:  # noqa: BLE001  (declined permission, timeout: Colab raises various errors)
+        raise SimclrError(f"Google Drive was not mounted ({exc}); run the cell again and allow access, or set "
+                          "KEEP_IN_DRIVE = False to keep checkpoints in the runtime.") from None
+    folder = Path(DRIVE_MOUNT) / "MyDrive" / DRIVE_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ[ENV_CHECKPOINTS] = str(folder)
+    return folder
+
+
+def planned_data(profile: Profile) -> DataSpec | None:
+    """Where ``profile``'s data will come from, without reading or downloading anything
+    (``runs.resolve_data`` without fetching); None, after saying why, if ``$SIMCLR_DATA`` is wrong."""
+    from .runs import resolve_data
+
+    try:
+        return resolve_data(profile, None, fetch=False)
+    except DataError as exc:
+        print(f"data: {exc}")
+        return None
+
+
+def describe_data(spec: DataSpec | None) -> str:
+    """One line on the data, for the setup cell's output (no machine paths)."""
+    if spec is None:
+        return "not found (see above)"
+    if os.environ.get(ENV_DATA):
+        return f"{spec.describe()}, from ${ENV_DATA}"
+    if spec.kind == "torchvision" and spec.path is not None:
+        if (Path(spec.path) / "cifar-10-batches-py").is_dir():
+            return f"CIFAR-10, downloaded earlier to {shown(spec.path)}"
+        return f"CIFAR-10, downloaded on first use to {shown(spec.path)} (170 MB, once)"
+    return spec.describe()
+
+
+def setup(seed: int = 0, quiet: bool = False, profile: str | None = AUTO, keep_in_drive: bool = False) -> Session:
+    """Pick the profile and device, seed every RNG, PNG figures; on Colab, optionally keep checkpoints in Drive.
+
+    ``profile``: a profile's name, or ``auto`` (the default): ``$SIMCLR_PROFILE`` if set, else
+    ``smoke`` without a GPU, ``colab`` on a GPU older than compute capability 8.0 or under
+    20 GB (a free Colab T4), ``gpu`` on bigger ones. ``keep_in_drive``: on Colab, mount Google
+    Drive and keep checkpoints there (``keep_checkpoints_in_drive``); nothing is mounted unless
+    it is set, and elsewhere it changes nothing.
+    """
     import lightly
     import matplotlib.pyplot as plt
 
@@ -45,11 +134,45 @@ def setup(seed: int = 0, quiet: bool = False) -> Session:
 
     plt.rcParams.update(COURSE_STYLE)
     seed_everything(seed)
-    profile = get_profile()
+    colab = on_colab()
+    in_drive = False
+    if keep_in_drive and colab:
+        keep_checkpoints_in_drive()
+        in_drive = True
+    elif keep_in_drive and not quiet:
+        print(NOT_ON_COLAB)
+    name, why = auto_profile_name() if profile in (None, AUTO) else (profile, "set in the notebook")
+    chosen = get_profile(name)
     device = pick_device()
-    session = Session(profile, device, default_checkpoint_dir() / profile.name)
+    precision = pick_precision(device)
+    from .runs import named_run
+
+    session = Session(chosen, device, default_checkpoint_dir() / chosen.name, precision, planned_data(chosen),
+                      colab, in_drive, named_run())
     if not quiet:
         gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
-        print(f"profile: {profile.name} | device: {device}{gpu} | torch {torch.__version__} | "
-              f"lightly {lightly.__version__} | seed {seed}")
+        scaling = " + loss scaling" if precision.scaler else ""
+        print(f"profile: {chosen.name} ({why}) | device: {device}{gpu} | {precision.name}{scaling} | "
+              f"torch {torch.__version__} | lightly {lightly.__version__} | seed {seed}")
+        print(f"data: {describe_data(session.data)} | checkpoints: {session.relative(session.checkpoint_dir)}"
+              + (" (kept when the runtime ends; notebooks 04-06 read last.pt there and `pretrain --resume` "
+                 "continues it)" if in_drive else ""))
+        if session.named_run is not None:
+            print(describe_named_run(session))
     return session
+
+
+def describe_named_run(session: Session) -> str:
+    """One line on the run ``$SIMCLR_RUN`` names: what it is, or what is wrong with it."""
+    from .checkpoints import RunRecord
+    from .config import ENV_RUN
+
+    path = session.named_run / "last.pt"
+    if not path.exists():
+        return (f"run: ${ENV_RUN} names {session.relative(session.named_run)}, which holds no last.pt; notebooks "
+                "04-06 will say so (unset it to read this profile's run)")
+    record = RunRecord.load(path)
+    p = record.profile
+    return (f"run: {session.named_run.name} (named by ${ENV_RUN}; notebooks 04-06 read it): {record.epoch} epochs "
+            f"of {p.name} profile, {p.stem} stem, batch {p.batch_size}, {record.num_train:,} images of "
+            f"{record.data.describe()}")

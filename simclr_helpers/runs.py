@@ -17,7 +17,7 @@ import torch
 
 from .checkpoints import RunRecord
 from .config import ENV_RUN, PROFILES, Profile, default_checkpoint_dir, default_data_root
-from .data import DataSpec, load_cifar10, load_unlabelled_folder
+from .data import DataSpec, cached_cifar10, load_cifar10, load_unlabelled_folder
 from .errors import CheckpointError, DataError
 
 Log = Callable[[str], None]
@@ -25,8 +25,11 @@ MONITOR_FRACTION = 0.1  # share of the training set held out as kNN-monitor quer
 MONITOR_BANK = 10_000  # at most this many training images in the monitor's kNN bank (keeps it to seconds)
 
 
-def resolve_data(profile: Profile, data: str | Path | DataSpec | None, download: bool = False) -> DataSpec:
-    """The data of a run: the argument, else ``$SIMCLR_DATA``, else the profile's default."""
+def resolve_data(profile: Profile, data: str | Path | DataSpec | None, download: bool = False,
+                 fetch: bool = True, log: Log | None = print) -> DataSpec:
+    """The data of a run: the argument, else ``$SIMCLR_DATA``, else the profile's default: the bundled
+    subset, or CIFAR-10 in the download cache (``data.cached_cifar10``: downloaded there once when
+    it is missing, unless ``fetch`` is False; without a network, one sentence on using a local copy)."""
     if data:
         return DataSpec.resolve(data, download)
     env = default_data_root()
@@ -34,8 +37,7 @@ def resolve_data(profile: Profile, data: str | Path | DataSpec | None, download:
         return DataSpec.resolve(env, download)
     if profile.data == "bundled":
         return DataSpec("bundled")
-    raise DataError(f"the {profile.name} profile needs CIFAR-10: pass --data PATH (an extracted image folder "
-                    "or a torchvision root; add --download to fetch it) or set $SIMCLR_DATA.")
+    return cached_cifar10(f"the {profile.name} profile needs CIFAR-10", fetch=fetch, log=log)
 
 
 def load_pretrain_data(profile: Profile, data: str | Path | DataSpec | None = None, download: bool = False,
@@ -44,7 +46,7 @@ def load_pretrain_data(profile: Profile, data: str | Path | DataSpec | None = No
     CIFAR-10 splits they were drawn from (``None`` for an unlabelled folder), so that ``reproduce``
     evaluates without reading the images a second time."""
     log = log or (lambda s: None)
-    spec = resolve_data(profile, data, download)
+    spec = resolve_data(profile, data, download, log=log)
     t0 = time.perf_counter()
     splits = None
     if spec.labelled:
@@ -138,7 +140,7 @@ def run_dir(profile: Profile, checkpoint_dir: str | Path | None = None) -> Path:
 def named_run() -> Path | None:
     """``$SIMCLR_RUN`` as a folder, or None when it is not set."""
     value = os.environ.get(ENV_RUN)
-    return Path(value).expanduser() if value else None
+    return Path(value).expanduser().resolve() if value else None
 
 
 def load_or_pretrain(profile: Profile, checkpoint_dir: str | Path | None = None,
@@ -165,9 +167,9 @@ def load_or_make_classifier(profile: Profile, checkpoint_dir: str | Path | None 
     path = run_dir(profile, checkpoint_dir) / "classifier.pt"
     if path.exists():
         return path
+    simclr = load_or_pretrain(profile, checkpoint_dir, log=log, device=device)
     (log or print)(f"no {profile.name}/{path.name} yet (notebook 04 has not been run with the {profile.name} "
                    "profile): training the linear probe now")
-    simclr = load_or_pretrain(profile, checkpoint_dir, log=log, device=device)
     return Path(run_evaluate(simclr, method="linear", out=path, device=device, log=log, progress=False)["classifier"])
 
 
@@ -258,6 +260,9 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
         "pretrain_seconds": round(sum(m["seconds"] for m in metrics), 1),
         "monitor_knn": next((m["knn_top1"] for m in reversed(metrics) if m.get("knn_top1") is not None), None),
         "supervised_steps": steps if supervised else None, "pretrain_steps": record.steps,
+        "schedule": {"epochs": p.epochs, "warmup_epochs": p.warmup_epochs, "steps_per_epoch": record.steps_per_epoch,
+                     "peak_lr": p.lr_per_256 * p.batch_size / 256},
+        "metrics": metrics,
         "n_train": len(train), "n_test": len(test),
         "torch": str(torch.__version__).split("+")[0], "lightly": version("lightly"),
         "date": time.strftime("%Y-%m-%d"),
@@ -297,3 +302,13 @@ def _row_id(profile: Profile, spec: DataSpec) -> str:
     """``<profile>-<stem>[-<N>ep][-cifar10]``: what sets a row apart from the profile's defaults."""
     epochs = "" if profile.epochs == PROFILES[profile.name].epochs else f"-{profile.epochs}ep"
     return f"{profile.name}-{profile.stem}{epochs}" + ("" if spec.kind == "bundled" else "-cifar10")
+
+
+def recorded_row(record: RunRecord, path: str | Path | None = None) -> dict | None:
+    """The results file's row of this run (same id and epochs), or None: notebook 04 shows a recorded run's
+    supervised baselines from it instead of training them again for as long as the README's row did."""
+    from .results import RESULTS_FILE, load
+
+    row_id = _row_id(record.profile, record.data)
+    return next((r for r in load(path or RESULTS_FILE)["rows"]
+                 if r["id"] == row_id and r.get("epochs") == record.epoch), None)

@@ -65,9 +65,19 @@ def test_bad_checkpoints_exit_2_with_one_sentence(tiny_run, classifier_ckpt, tmp
 
 
 def test_data_problems_exit_2(tmp_path, capsys, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
     monkeypatch.delenv("SIMCLR_DATA", raising=False)
+    monkeypatch.setenv("SIMCLR_DATA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)  # no network, whatever this machine has
     assert main(["pretrain", "--profile", "cpu"]) == 2
-    assert "--data" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "could not download it" in err and "--data PATH" in err and "Traceback" not in err
     assert main(["pretrain", "--data", str(tmp_path / "nowhere")]) == 2
     assert "no such folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
