@@ -41,6 +41,11 @@ EXAMPLES = {
   python -m simclr_helpers reproduce --profile smoke --stem cifar --epochs 3 --no-supervised --record
   python -m simclr_helpers reproduce --profile cpu --data ~/data/cifar10-jpeg --record
       (pretrains, or resumes a run in checkpoints/<row id>, then measures every figure of a row)""",
+    "ablate": """examples:
+  python -m simclr_helpers ablate --record                 # every variant, 4 epochs x 3 seeds each (~14 min, 2 CPUs)
+  python -m simclr_helpers ablate --variants full,crop-only --epochs 10 --seeds 5
+  python -m simclr_helpers ablate --variants tau-0.1,tau-0.5 --json
+variants: full, no-crop, no-colour, no-grey, crop-only, colour-only, tau-0.1, tau-0.5, blog-optimizer""",
     "results": """examples:
   python -m simclr_helpers results                         # the tables, from simclr_helpers/assets/results.json
   python -m simclr_helpers results --check README.md       # exit 1 if the README says anything else
@@ -48,6 +53,13 @@ EXAMPLES = {
     "build-subset": """examples:
   python -m simclr_helpers build-subset --source ~/data/cifar10-jpeg
       (rebuilds simclr_helpers/assets/cifar10_subset.zip; see assets/SUBSET.md)""",
+    "gpu-check": """examples:
+  python -m simclr_helpers gpu-check                       # at most 8 minutes, JSON on stdout
+  python -m simclr_helpers gpu-check --data ~/data/cifar10-jpeg > gpu-check.json
+  python -m simclr_helpers gpu-check --minutes 4           # fewer stages (the JSON names those left out)""",
+    "set-repository": """examples:
+  python -m simclr_helpers set-repository my-name/simclr-step-by-step
+      (rewrites the Colab badges, the notebooks' install cells, the README and config.REPOSITORY)""",
 }
 
 
@@ -68,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   f"CIFAR-10 root, or a folder of unlabelled photos (default ${ENV_DATA})")
     p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data with torchvision")
     p.add_argument("--epochs", type=int, help="override the profile's number of epochs")
+    p.add_argument("--lr-per-256", type=float,
+                   help="override the SGD learning rate per 256 images (default 0.12: lightly's 0.06 per 128)")
     p.add_argument("--batch-size", type=int,
                    help="override the profile's batch size (the global batch: torchrun's processes split it)")
     p.add_argument("--stem", choices=["imagenet", "cifar"], help="override the profile's stem")
@@ -126,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--profile", choices=list(PROFILES), help=f"sizes of the run (default ${ENV_PROFILE} or smoke)")
     r.add_argument("--stem", choices=["imagenet", "cifar"], help="override the profile's stem")
     r.add_argument("--epochs", type=int, help="override the profile's number of epochs")
+    r.add_argument("--lr-per-256", type=float,
+                   help="override the SGD learning rate per 256 images (default 0.12: lightly's 0.06 per 128)")
     r.add_argument("--data", help="'bundled', or CIFAR-10 as an image folder or torchvision root")
     r.add_argument("--out", help="checkpoint folder (default checkpoints/<row id>)")
     r.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
@@ -137,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="optimiser steps of each supervised baseline (default: as many as the pretraining took)")
     r.add_argument("--record", nargs="?", const="", metavar="RESULTS_JSON",
                    help="store the row (default simclr_helpers/assets/results.json)")
+
+    a = sub.add_parser("ablate", help="what each piece of the recipe is worth: kNN top-1 of variants, several seeds",
+                       epilog=EXAMPLES["ablate"], formatter_class=_formatter)
+    a.add_argument("--profile", choices=list(PROFILES), default="smoke", help="the budget of every run (default smoke)")
+    a.add_argument("--data", help="'bundled' (default for smoke), or CIFAR-10 as an image folder or torchvision root")
+    a.add_argument("--epochs", type=int, help="epochs of every run (default 4)")
+    a.add_argument("--seeds", type=int, help="runs per variant, seeds 0, 1, ... (default 3)")
+    a.add_argument("--variants", help="comma-separated variants (default: all; see below)")
+    a.add_argument("--batch-size", type=int, help="override the profile's batch size")
+    a.add_argument("--train-limit", type=int, help="use at most N labelled training images (class-balanced)")
+    a.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
+    a.add_argument("--json", action="store_true", help="print the result as JSON")
+    a.add_argument("--record", nargs="?", const="", metavar="RESULTS_JSON",
+                   help="store it under 'ablations' (default simclr_helpers/assets/results.json)")
 
     t = sub.add_parser("results", help="print the results tables, or check/update the README's copy",
                        epilog=EXAMPLES["results"], formatter_class=_formatter)
@@ -152,6 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train-per-class", type=int, default=300)
     b.add_argument("--test-per-class", type=int, default=100)
     b.add_argument("--seed", type=int, default=0)
+
+    g = sub.add_parser("gpu-check", help="what to run first on a GPU: benchmark, short colab pretraining, kNN (JSON)",
+                       epilog=EXAMPLES["gpu-check"], formatter_class=_formatter)
+    g.add_argument("--data", help=f"CIFAR-10 (default ${ENV_DATA}, else the download cache, else a download, "
+                                  "else the bundled subset)")
+    g.add_argument("--device", default="cuda", help="the GPU to check (default cuda)")
+    g.add_argument("--minutes", type=float, default=8.0, help="time budget; stages that do not fit are skipped")
+
+    w = sub.add_parser("set-repository", help="point the Colab badges and install cells at a fork (OWNER/NAME)",
+                       epilog=EXAMPLES["set-repository"], formatter_class=_formatter)
+    w.add_argument("repository", metavar="OWNER/NAME")
+    w.add_argument("--root", help="the course's folder (default: the one this runs in)")
     return parser
 
 
@@ -171,6 +213,7 @@ def cmd_pretrain(args) -> int:
     from .runs import load_pretrain_data, run_pretrain
 
     profile = get_profile(args.profile).with_overrides(epochs=args.epochs, batch_size=args.batch_size, stem=args.stem,
+                                                      lr_per_256=args.lr_per_256,
                                                       train_limit=args.train_limit)
     # Under torchrun every process runs this command and joins one process group; without it nothing changes.
     with process_group(args.device) as device:
@@ -269,12 +312,58 @@ def cmd_reproduce(args) -> int:
     from .results import RESULTS_FILE, record
     from .runs import run_reproduce
 
-    profile = get_profile(args.profile).with_overrides(stem=args.stem, epochs=args.epochs)
+    profile = get_profile(args.profile).with_overrides(stem=args.stem, epochs=args.epochs, lr_per_256=args.lr_per_256)
     row = run_reproduce(profile, args.data, args.out, args.device, supervised=not args.no_supervised,
                         probe_epochs=args.probe_epochs, log=_log, supervised_steps=args.supervised_steps)
     print(json.dumps(row, indent=1))
     if args.record is not None:
         _log(f"recorded in {record(row, Path(args.record) if args.record else RESULTS_FILE)}")
+    return 0
+
+
+def cmd_ablate(args) -> int:
+    from .ablations import DEFAULT_EPOCHS, DEFAULT_SEEDS, VARIANTS, comparisons, parse_variants, run_ablation
+    from .config import get_profile
+    from .runs import load_pretrain_data
+    from .stats import format_accuracy, seed_summary
+
+    epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
+    seeds = DEFAULT_SEEDS if args.seeds is None else args.seeds
+    if epochs < 1 or seeds < 1:
+        raise SimclrError("--epochs and --seeds must be 1 or more.")
+    keys = parse_variants(args.variants)
+    profile = get_profile(args.profile).with_overrides(epochs=epochs, batch_size=args.batch_size,
+                                                      train_limit=args.train_limit)
+    data = load_pretrain_data(profile, args.data, log=_log)
+    _log(f"ablation: {len(keys)} variant(s) x {seeds} seed(s), {epochs} epoch(s) each, batch {profile.batch_size}")
+    result = run_ablation(profile, data, keys, seeds, args.device, log=_log)
+    command = "python -m simclr_helpers ablate"
+    for flag, value, default in (("--profile", args.profile, "smoke"), ("--epochs", epochs, DEFAULT_EPOCHS),
+                                 ("--seeds", seeds, DEFAULT_SEEDS), ("--batch-size", args.batch_size, None),
+                                 ("--train-limit", args.train_limit, None)):
+        if value != default:
+            command += f" {flag} {value}"
+    if data["spec"].kind != "bundled":
+        command += " --data CIFAR10_DIR"
+    if keys != list(VARIANTS):
+        command += f" --variants {','.join(keys)}"
+    result["command"] = command + " --record"
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        n = result["n_test"]
+        for row in result["variants"]:
+            s = seed_summary(row["knn"], n)
+            print(f"{row['key']:<15} kNN top-1 {format_accuracy(s['mean'], se=s['se'])}  ({row['description']})")
+        s = seed_summary(result["random_init"]["knn"], n)
+        print(f"{'random init':<15} kNN top-1 {format_accuracy(s['mean'], se=s['se'])}")
+        for group in ("augmentation", "temperature", "optimiser"):
+            for line in comparisons(result, group, random_init=group == "augmentation"):
+                print(f"{group}: {line}")
+    if args.record is not None:
+        from .results import RESULTS_FILE, record_ablations
+
+        _log(f"recorded in {record_ablations(result, Path(args.record) if args.record else RESULTS_FILE)}")
     return 0
 
 
@@ -284,26 +373,46 @@ def cmd_results(args) -> int:
     stored = load(Path(args.file) if args.file else RESULTS_FILE)
     rows, benchmarks, sweeps = stored["rows"], stored["benchmarks"], stored["sweeps"]
     if args.check:
-        if not check_readme(args.check, rows, benchmarks, sweeps):
+        if not check_readme(args.check, rows, benchmarks, sweeps, stored["ablations"]):
             _err(f"{args.check}: its results tables differ from the results file; "
                  f"run python -m simclr_helpers results --write {args.check}")
             return 1
         print(f"{args.check}: results tables match the results file")
     elif args.write:
-        print(f"wrote {write_readme(args.write, rows, benchmarks, sweeps)}")
+        print(f"wrote {write_readme(args.write, rows, benchmarks, sweeps, stored['ablations'])}")
     else:
         print(markdown_tables(rows), end="")
     return 0
 
 
+def cmd_gpu_check(args) -> int:
+    from .gpucheck import gpu_check
+
+    result = gpu_check(args.data, args.device, budget_s=args.minutes * 60, log=_log)
+    print(json.dumps(result, indent=1))
+    return 1 if result["errors"] else 0
+
+
+def cmd_set_repository(args) -> int:
+    from .repository import set_repository
+
+    changed = set_repository(args.repository, args.root)
+    for path in changed:
+        print(f"rewrote {path.parent.name}/{path.name}")
+    print(f"{len(changed)} files now point at {args.repository}" if changed else
+          f"every address already points at {args.repository}")
+    return 0
+
+
 COMMANDS = {"pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "benchmark": cmd_benchmark, "reproduce": cmd_reproduce, "results": cmd_results,
-            "build-subset": cmd_build_subset}
+            "benchmark": cmd_benchmark, "reproduce": cmd_reproduce, "ablate": cmd_ablate, "results": cmd_results,
+            "build-subset": cmd_build_subset,
+            "gpu-check": cmd_gpu_check, "set-repository": cmd_set_repository}
 
 
 # Commands whose CPU work allocates and frees large tensors all the time: the process keeps freed
 # memory instead of faulting it in again (runtime.keep_freed_memory; a notebook opts in by calling it).
-KEEP_FREED_MEMORY = ("pretrain", "evaluate", "benchmark", "reproduce")
+KEEP_FREED_MEMORY = ("pretrain", "evaluate", "benchmark", "reproduce", "ablate", "gpu-check")
 
 
 def main(argv: list[str] | None = None) -> int:

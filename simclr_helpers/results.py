@@ -38,11 +38,12 @@ def hardware(device) -> str:
 
 
 def load(path: str | Path = RESULTS_FILE) -> dict:
-    """The whole results file: ``{"rows": [...], "benchmarks": [...]}`` (both empty if there is no file)."""
+    """The whole results file: ``{"rows": [...], "benchmarks": [...], "sweeps": [...], "ablations": ...}``
+    (lists empty and ``ablations`` None if there is no file)."""
     path = Path(path)
     data = json.loads(path.read_text()) if path.exists() else {}
     return {**data, "rows": data.get("rows", []), "benchmarks": data.get("benchmarks", []),
-            "sweeps": data.get("sweeps", [])}
+            "sweeps": data.get("sweeps", []), "ablations": data.get("ablations")}
 
 
 def _save(data: dict, path: str | Path) -> Path:
@@ -58,8 +59,34 @@ def load_results(path: str | Path = RESULTS_FILE) -> list[dict]:
     return load(path)["rows"]
 
 
+def metrics_file(row_id: str, path: str | Path = RESULTS_FILE) -> Path:
+    """Where a recorded row's per-epoch metrics live: ``runs/<id>.metrics.json`` beside the results file."""
+    return Path(path).parent / "runs" / f"{row_id}.metrics.json"
+
+
+def run_metrics(row_id: str, path: str | Path = RESULTS_FILE) -> list[dict]:
+    """The per-epoch metrics (loss, lr, seconds, kNN monitor) of a recorded row, for drawing its curves
+    without its checkpoint (notebook 03 draws the long CIFAR-10 run's)."""
+    file = metrics_file(row_id, path)
+    if not file.exists():
+        from .errors import SimclrError
+
+        raise SimclrError(f"{file.name}: no metrics recorded for the row {row_id!r}; record it with "
+                          "`python -m simclr_helpers reproduce ... --record`.")
+    return json.loads(file.read_text())
+
+
 def record(row: dict, path: str | Path = RESULTS_FILE) -> Path:
-    """Add ``row`` to the results file, replacing the row with the same ``id`` (atomic write)."""
+    """Add ``row`` to the results file, replacing the row with the same ``id`` (atomic write).
+
+    A row's per-epoch ``metrics`` go to their own small file (``metrics_file``), not into the table's file.
+    """
+    row = dict(row)
+    metrics = row.pop("metrics", None)
+    if metrics is not None:
+        file = metrics_file(row["id"], path)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(json.dumps(metrics, indent=1) + "\n")
     data = load(path)
     rows = [r for r in data["rows"] if r["id"] != row["id"]] + [row]
     order = {"smoke": 0, "cpu": 1, "gpu": 2}
@@ -199,11 +226,67 @@ def sweep_table(sweeps: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+ABLATE_COMMAND = "python -m simclr_helpers ablate --record"
+
+
+def load_ablations(path: str | Path = RESULTS_FILE) -> dict | None:
+    """The recorded ablation (``python -m simclr_helpers ablate --record``), or None."""
+    return load(path)["ablations"]
+
+
+def record_ablations(result: dict, path: str | Path = RESULTS_FILE) -> Path:
+    """Store an ablation run under ``ablations``.
+
+    A run at the same budget (profile, data, stem, batch, epochs, seeds) adds its variants to
+    the stored ones, replacing those it measured again; a run at another budget replaces the
+    whole entry, so one chart never mixes budgets.
+    """
+    data = load(path)
+    old = data.get("ablations")
+    same = ("profile", "data", "stem", "batch_size", "epochs", "seeds", "n_pretrain", "n_test", "knn_k")
+    if old and all(old.get(k) == result.get(k) for k in same):
+        new_keys = {v["key"] for v in result["variants"]}
+        result = {**result, "variants": [v for v in old["variants"] if v["key"] not in new_keys] + result["variants"]}
+    data["ablations"] = result
+    return _save(data, path)
+
+
+def ablation_table(ablations: dict | None) -> str:
+    """The README's ablation table: mean kNN top-1 over seeds with its standard error, every variant."""
+    from .stats import format_accuracy, seed_summary
+
+    if not ablations:
+        return f"Not measured yet: `{ABLATE_COMMAND}` (about a quarter of an hour on two CPU cores).\n"
+    n = ablations["n_test"]
+    seeds = ablations["seeds"]
+    lines = ["| variant | what changes | kNN top-1 (mean ± standard error) | per seed |", "|---|---|---|---|"]
+    rand = ablations["random_init"]["knn"]
+    for v in ablations["variants"]:
+        s = seed_summary(v["knn"], n)
+        lines.append(f"| `{v['key']}` | {v['description']} | {format_accuracy(s['mean'], se=s['se'])} "
+                     f"| {', '.join(_pct(x) for x in v['knn'])} |")
+    s = seed_summary(rand, n)
+    lines.append(f"| random init | no pretraining (the floor) | {format_accuracy(s['mean'], se=s['se'])} "
+                 f"| {', '.join(_pct(x) for x in rand)} |")
+    lines += ["", f"Each run: {ablations['epochs']} epochs of the `{ablations['profile']}` profile "
+              f"({ablations['data']}, {ablations['n_pretrain']:,} pretraining images, {ablations['stem']} stem, "
+              f"batch {ablations['batch_size']}), seeds {', '.join(map(str, seeds))}; kNN top-1 (k = "
+              f"{ablations['knn_k']}) of the {n:,} test images against {ablations['n_bank']:,} labelled training "
+              "images. The standard error combines the spread over seeds with the test set's sampling error. "
+              f"Measured with `{ablations.get('command', ABLATE_COMMAND)}` on {ablations['hardware']} "
+              f"({ablations['date']}, torch "
+              f"{ablations['torch']}, {_duration(ablations['seconds'])})."]
+    return "\n".join(lines) + "\n"
+
+
 BLOCKS = {  # README marker name -> what generates the text between the markers
     "results": lambda data: markdown_tables(data["rows"]),
     "benchmark": lambda data: benchmark_table(data["benchmarks"]),
     "sweep": lambda data: sweep_table(data["sweeps"]),
+    "ablations": lambda data: ablation_table(data.get("ablations")),
 }
+# The key of the results file each optional block shows (a block the README lacks is needed once its data exists).
+BLOCK_DATA = {"benchmark": "benchmarks", "sweep": "sweeps", "ablations": "ablations"}
 
 
 def _markers(name: str) -> tuple[str, str]:
@@ -211,10 +294,15 @@ def _markers(name: str) -> tuple[str, str]:
             f"<!-- {name}:end -->")
 
 
-def _data(rows: list[dict] | None, benchmarks: list[dict] | None, sweeps: list[dict] | None = None) -> dict:
+def _data(rows: list[dict] | None, benchmarks: list[dict] | None, sweeps: list[dict] | None = None,
+          ablations: dict | None = None) -> dict:
     given = {"rows": rows, "benchmarks": benchmarks, "sweeps": sweeps}
     stored = load() if None in given.values() else {}
-    return {key: stored[key] if value is None else value for key, value in given.items()}
+    data = {key: stored[key] if value is None else value for key, value in given.items()}
+    # The ablation comes from the results file only when the rows do too: a caller that passes its own
+    # rows (another results file, a test) passes its ablation as well, or has none.
+    data["ablations"] = ablations if ablations is not None else stored.get("ablations") if rows is None else None
+    return data
 
 
 def readme_block(rows: list[dict], name: str = "results", benchmarks: list[dict] | None = None) -> str:
@@ -229,7 +317,7 @@ def _blocks_of(text: str, data: dict) -> list[tuple[str, str]]:
     out = []
     for name, make in BLOCKS.items():
         start, end = _markers(name)
-        needed = name == "results" or data.get({"benchmark": "benchmarks", "sweep": "sweeps"}[name])
+        needed = name == "results" or data.get(BLOCK_DATA[name])
         if start not in text or end not in text:
             if needed:
                 raise SimclrError(f"the README has no {name} markers; add the two lines {start!r} and {end!r} "
@@ -241,15 +329,15 @@ def _blocks_of(text: str, data: dict) -> list[tuple[str, str]]:
 
 
 def check_readme(readme: str | Path, rows: list[dict] | None = None, benchmarks: list[dict] | None = None,
-                 sweeps: list[dict] | None = None) -> bool:
+                 sweeps: list[dict] | None = None, ablations: dict | None = None) -> bool:
     """Whether every generated block of the README is exactly what the results file generates."""
-    data = _data(rows, benchmarks, sweeps)
+    data = _data(rows, benchmarks, sweeps, ablations)
     return all(current == generated for current, generated in _blocks_of(Path(readme).read_text(), data))
 
 
 def write_readme(readme: str | Path, rows: list[dict] | None = None, benchmarks: list[dict] | None = None,
-                 sweeps: list[dict] | None = None) -> Path:
-    data = _data(rows, benchmarks, sweeps)
+                 sweeps: list[dict] | None = None, ablations: dict | None = None) -> Path:
+    data = _data(rows, benchmarks, sweeps, ablations)
     path = Path(readme)
     text = path.read_text()
     for current, generated in _blocks_of(text, data):

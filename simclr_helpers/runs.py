@@ -256,7 +256,7 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
     metrics = record.metrics
     row.update({
         "profile": p.name, "data": spec.describe(), "stem": p.stem,
-        "epochs": record.epoch, "batch_size": p.batch_size, "hardware": hardware(dev),
+        "epochs": record.epoch, "batch_size": p.batch_size, "lr_per_256": p.lr_per_256, "hardware": hardware(dev),
         "pretrain_seconds": round(sum(m["seconds"] for m in metrics), 1),
         "monitor_knn": next((m["knn_top1"] for m in reversed(metrics) if m.get("knn_top1") is not None), None),
         "supervised_steps": steps if supervised else None, "pretrain_steps": record.steps,
@@ -286,6 +286,8 @@ def run_reproduce(profile: Profile, data: str | Path | None = None, out: str | P
         command += f" --stem {profile.stem}"
     if profile.epochs != PROFILES[profile.name].epochs:
         command += f" --epochs {profile.epochs}"
+    if profile.lr_per_256 != PROFILES[profile.name].lr_per_256:
+        command += f" --lr-per-256 {profile.lr_per_256:g}"
     if data_info["spec"].kind != "bundled":
         command += " --data CIFAR10_DIR"
     if not supervised:

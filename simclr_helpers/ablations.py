@@ -1,0 +1,234 @@
+"""Ablations: what each piece of the recipe is worth, measured at one budget with several seeds.
+
+``python -m simclr_helpers ablate`` pretrains one SimCLR model per variant and seed, all
+at the same budget (the ``smoke`` profile on the bundled subset by default), and measures
+each backbone by kNN top-1 (the labelled training images as the bank, the whole test split
+as queries; ``evaluate.knn_accuracy``). The variants:
+
+* the augmentations (notebook 02): the full recipe, each augmentation removed in turn
+  (no crop, no colour jitter, no greyscale), crop only, colour only;
+* the NT-Xent temperature (notebook 03): 0.1, 0.2 (the course's choice) and 0.5 (lightly's default);
+* the optimiser (notebook 03): the blog post's plain SGD at 0.06 without momentum, weight
+  decay or schedule (README, "What the course fixes", mistake 5) against the course's.
+
+``--record`` stores the result under the key ``ablations`` of the results file, where the
+notebooks and the README's table read it.
+
+The training loop is the course's (``train.pretrain``'s batches and step, without its plumbing:
+no checkpoints, logs or monitor, which an ablation of many short runs does not need, and with
+the optimiser exchangeable). A test checks that for the full recipe it produces the same
+weights as ``train.pretrain``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from lightly.loss import NTXentLoss
+
+from .augment import CIFAR_AUGMENT, AugmentConfig
+from .config import NORMALIZE, Profile
+from .data import ImageTensors
+from .models import SimCLRModel
+from .reference import BLOG_LR, blog_optimizer
+from .runtime import pick_device, pick_precision, seed_everything
+from .stats import compare, seed_summary
+
+DEFAULT_EPOCHS = 4  # per run: 9 variants x 3 seeds, estimated at about 14 minutes on an idle 2-core CPU
+DEFAULT_SEEDS = 3
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of pretraining: a view recipe, a temperature and an optimiser."""
+
+    key: str
+    description: str
+    augment: AugmentConfig = CIFAR_AUGMENT
+    temperature: float | None = None  # None: the profile's (0.2)
+    optimizer: str = "course"  # "course" (SGD momentum, weight decay, warm-up + cosine) or "blog"
+
+
+_NO_CROP = {"min_scale": 1.0, "ratio": (1.0, 1.0)}
+VARIANTS: dict[str, Variant] = {v.key: v for v in (
+    Variant("full", "the course's recipe: crop + flip, colour jitter (p 0.8), greyscale (p 0.2), temperature 0.2"),
+    Variant("no-crop", "no random crop (the whole image, resized to itself)",
+            dataclasses.replace(CIFAR_AUGMENT, **_NO_CROP)),
+    Variant("no-colour", "no colour jitter", dataclasses.replace(CIFAR_AUGMENT, cj_prob=0.0)),
+    Variant("no-grey", "no random greyscale", dataclasses.replace(CIFAR_AUGMENT, gray_prob=0.0)),
+    Variant("crop-only", "crop + flip only: no colour jitter, no greyscale",
+            dataclasses.replace(CIFAR_AUGMENT, cj_prob=0.0, gray_prob=0.0)),
+    Variant("colour-only", "colour jitter + greyscale only: no crop, no flip",
+            dataclasses.replace(CIFAR_AUGMENT, **_NO_CROP, hflip_prob=0.0)),
+    Variant("tau-0.1", "temperature 0.1", temperature=0.1),
+    Variant("tau-0.5", "temperature 0.5 (lightly's default)", temperature=0.5),
+    Variant("blog-optimizer", f"the blog's optimiser: plain SGD at lr {BLOG_LR}, no momentum, no weight decay, "
+            "no schedule", optimizer="blog"),
+)}
+
+# What each chart of the notebooks compares: (variant, label) in order. The full recipe is the
+# reference of every group: the course's augmentations, its temperature and its optimiser.
+GROUPS: dict[str, list[tuple[str, str]]] = {
+    "augmentation": [("full", "full recipe"), ("no-crop", "no crop"), ("no-colour", "no colour jitter"),
+                     ("no-grey", "no greyscale"), ("crop-only", "crop only"), ("colour-only", "colour only")],
+    "temperature": [("tau-0.1", "τ = 0.1"), ("full", "τ = 0.2 (course)"), ("tau-0.5", "τ = 0.5 (lightly)")],
+    "optimiser": [("full", "the course's optimiser\n(momentum, weight decay,\nwarm-up + cosine)"),
+                  ("blog-optimizer", "the blog's optimiser\n(plain SGD at 0.06,\nno schedule)")],
+}
+
+
+def parse_variants(text: str | None) -> list[str]:
+    """``"full,no-crop"`` -> ``["full", "no-crop"]`` (all variants when empty), checked against ``VARIANTS``."""
+    if not text:
+        return list(VARIANTS)
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in VARIANTS]
+    if unknown:
+        from .errors import SimclrError
+
+        raise SimclrError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    return list(dict.fromkeys(keys))
+
+
+def pretrain_variant(variant: Variant, profile: Profile, images: torch.Tensor, seed: int, device=None,
+                     channels_last: bool = True) -> SimCLRModel:
+    """Pretrain one SimCLR model on uint8 ``images`` for ``profile.epochs`` epochs, the way ``variant`` says.
+
+    The training loop's own pieces (``train.FastBatches``, ``train.training_step``, its optimiser
+    and schedule), without ``pretrain``'s plumbing (checkpoints, logs, monitor) and with the
+    optimiser exchangeable: the blog's has no schedule.
+    """
+    from .train import FastBatches, make_optimizer, make_scheduler, training_step
+
+    dev = pick_device(device)
+    seed_everything(seed)
+    model = SimCLRModel(stem=profile.stem, projection_dim=profile.projection_dim).to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    precision = pick_precision(dev)
+    criterion = NTXentLoss(temperature=variant.temperature or profile.temperature)
+    batches = FastBatches(images.to(dev), profile.batch_size, torch.Generator(device=dev).manual_seed(seed),
+                          variant.augment)
+    if len(batches) == 0:
+        raise ValueError(f"{len(images)} training images are fewer than one batch of {profile.batch_size}")
+    if variant.optimizer == "blog":
+        optimizer, scheduler = blog_optimizer(model), None
+    else:
+        optimizer = make_optimizer(model, profile)
+        scheduler = make_scheduler(optimizer, len(batches), profile)
+    scaler = precision.grad_scaler()
+    for _ in range(profile.epochs):
+        model.train()
+        for x0, x1 in batches:
+            training_step(model, criterion, optimizer, scaler, x0, x1, precision, channels_last)
+            if scheduler is not None:
+                scheduler.step()
+    return model.eval()
+
+
+def knn_top1(backbone: torch.nn.Module, bank: ImageTensors, queries: ImageTensors, k: int = 200,
+             device=None) -> float:
+    """kNN top-1 of ``queries`` against ``bank`` (features in eval mode, lightly's weighted vote)."""
+    from .evaluate import extract_features, knn_accuracy
+
+    f_bank = extract_features(backbone, bank, NORMALIZE, device=device)
+    f_queries = extract_features(backbone, queries, NORMALIZE, device=device)
+    return knn_accuracy(f_bank, bank.labels.cpu(), f_queries, queries.labels.cpu(), len(bank.classes), k=k).top1
+
+
+def run_ablation(profile: Profile, data: dict, variants: Sequence[str] | None = None, seeds: int = DEFAULT_SEEDS,
+                 device=None, log: Callable[[str], None] | None = print) -> dict:
+    """Pretrain every variant with ``seeds`` seeds at the budget of ``profile`` and measure kNN top-1.
+
+    ``data`` is what ``runs.load_pretrain_data`` returns (labelled data only): its ``train``
+    images are pretrained on, its ``splits`` give the kNN bank (the labelled training
+    images) and the queries (the whole test split). A random-init backbone of every seed is
+    measured the same way, as the floor every variant should clear.
+    """
+    from .results import hardware
+
+    log = log or (lambda s: None)
+    if data.get("splits") is None:
+        from .errors import DataError
+
+        raise DataError("ablations need labelled data (CIFAR-10 or the bundled subset) for the kNN measurement")
+    keys = list(variants) if variants else list(VARIANTS)
+    dev = pick_device(device)
+    splits = data["splits"]
+    bank = splits.train.balanced_subset(profile.train_limit, profile.seed)
+    test = splits.test
+    seed_list = [profile.seed + i for i in range(seeds)]
+    t_start = time.perf_counter()
+    random_init = []
+    for seed in seed_list:
+        seed_everything(seed)
+        net = SimCLRModel(stem=profile.stem, projection_dim=profile.projection_dim).to(dev).backbone
+        random_init.append(round(knn_top1(net, bank, test, profile.knn_k, dev), 4))
+    log(f"random init: kNN top-1 {', '.join(f'{v:.1%}' for v in random_init)}")
+    rows = []
+    for key in keys:
+        variant = VARIANTS[key]
+        accs, t0 = [], time.perf_counter()
+        for seed in seed_list:
+            model = pretrain_variant(variant, profile, data["train"].images, seed, dev)
+            accs.append(round(knn_top1(model.backbone, bank, test, profile.knn_k, dev), 4))
+            log(f"{key}, seed {seed}: kNN top-1 {accs[-1]:.1%} ({time.perf_counter() - t_start:.0f} s so far)")
+        rows.append({"key": key, "description": variant.description,
+                     "temperature": variant.temperature or profile.temperature, "optimizer": variant.optimizer,
+                     "knn": accs, "seconds": round(time.perf_counter() - t0, 1)})
+    return {"profile": profile.name, "data": data["spec"].describe(), "stem": profile.stem,
+            "batch_size": profile.batch_size, "epochs": profile.epochs, "seeds": seed_list,
+            "n_pretrain": len(data["train"]), "n_bank": len(bank), "n_test": len(test), "knn_k": profile.knn_k,
+            "device": str(dev), "hardware": hardware(dev), "torch": str(torch.__version__).split("+")[0],
+            "date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - t_start, 1),
+            "random_init": {"knn": random_init}, "variants": rows,
+            "groups": {g: [list(pair) for pair in pairs] for g, pairs in GROUPS.items()}}
+
+
+def summary(result: dict, key: str) -> dict | None:
+    """Mean kNN top-1 of a recorded variant over its seeds, with its standard error (``stats.seed_summary``)."""
+    if key == "random-init":
+        return seed_summary(result["random_init"]["knn"], result["n_test"])
+    row = next((r for r in result["variants"] if r["key"] == key), None)
+    return None if row is None else seed_summary(row["knn"], result["n_test"])
+
+
+def group_rows(result: dict, group: str) -> list[dict]:
+    """The recorded variants of one chart, in order: ``{"key", "label", "mean", "se", "seeds"}`` each."""
+    pairs = result.get("groups", {}).get(group) or GROUPS[group]
+    out = []
+    for key, label in pairs:
+        s = summary(result, key)
+        if s is not None:
+            out.append({"key": key, "label": label, **s})
+    return out
+
+
+def budget(result: dict) -> str:
+    """One line on how the recorded ablation was measured."""
+    return (f"{result['epochs']} epochs of pretraining on {result['n_pretrain']:,} images ({result['data']}, "
+            f"{result['stem']} stem, batch {result['batch_size']}) per run, "
+            f"seeds {', '.join(map(str, result['seeds']))}; "
+            f"kNN top-1 (k = {result['knn_k']}) of the {result['n_test']:,} test images against "
+            f"{result['n_bank']:,} labelled training images; {result['hardware']}, {result['date']}")
+
+
+def comparisons(result: dict, group: str, reference: str = "full", random_init: bool = False) -> list[str]:
+    """A sentence for every variant of ``group`` against the reference (the full recipe) and, with
+    ``random_init``, every variant (the reference too) against a random-init backbone."""
+    rows = {r["key"]: r for r in group_rows(result, group)}
+    ref = rows.get(reference)
+    rand = summary(result, "random-init")
+    lines = []
+    for key, row in rows.items():
+        label = row["label"].split("\n")[0]  # a chart's label, its first line for a sentence
+        if key != reference and ref is not None:
+            lines.append(compare(label, row["mean"], ref["label"].split("\n")[0], ref["mean"],
+                                 se_a=row["se"], se_b=ref["se"]))
+        if random_init:
+            lines.append(compare(label, row["mean"], "random init", rand["mean"], se_a=row["se"], se_b=rand["se"]))
+    return lines

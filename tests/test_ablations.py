@@ -1,0 +1,149 @@
+"""The ablation command: the course's training loop with one piece changed, measured and recorded."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from simclr_helpers import ablations, results
+from simclr_helpers.checkpoints import RunRecord
+from simclr_helpers.config import get_profile
+from simclr_helpers.errors import SimclrError
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return get_profile("smoke").with_overrides(epochs=1, batch_size=32, knn_every=0, knn_k=20)
+
+
+def test_the_full_recipe_is_train_pretrain(tmp_path, bundled, tiny):
+    """The ablation's loop produces the very weights of ``train.pretrain`` (same seed, data and recipe)."""
+    from simclr_helpers.train import pretrain
+
+    images = bundled.train.balanced_subset(100)
+    model = ablations.pretrain_variant(ablations.VARIANTS["full"], tiny, images.images, seed=tiny.seed)
+    run = pretrain(tiny, images, tmp_path, progress=False, log=None)
+    reference = RunRecord.load(run.checkpoint).model
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, reference[name]), name
+
+
+def test_variants_change_one_thing_each():
+    full = ablations.VARIANTS["full"]
+    assert full.augment == ablations.CIFAR_AUGMENT and full.temperature is None and full.optimizer == "course"
+    assert ablations.VARIANTS["no-crop"].augment.min_scale == 1.0
+    assert ablations.VARIANTS["no-crop"].augment.ratio == (1.0, 1.0)
+    assert ablations.VARIANTS["no-colour"].augment.cj_prob == 0.0
+    assert ablations.VARIANTS["no-grey"].augment.gray_prob == 0.0
+    crop = ablations.VARIANTS["crop-only"].augment
+    assert crop.cj_prob == crop.gray_prob == 0.0 and crop.min_scale == full.augment.min_scale
+    colour = ablations.VARIANTS["colour-only"].augment
+    assert colour.min_scale == 1.0 and colour.hflip_prob == 0.0 and colour.cj_prob > 0 and colour.gray_prob > 0
+    assert {v.temperature for v in ablations.VARIANTS.values()} == {None, 0.1, 0.5}
+    assert ablations.VARIANTS["blog-optimizer"].optimizer == "blog"
+    assert all(key in ablations.VARIANTS for pairs in ablations.GROUPS.values() for key, _ in pairs)
+    assert ablations.parse_variants("full, no-crop,full") == ["full", "no-crop"]
+    assert ablations.parse_variants(None) == list(ablations.VARIANTS)
+    with pytest.raises(SimclrError, match="unknown variant"):
+        ablations.parse_variants("full,no-such")
+
+
+def test_the_blog_optimizer_keeps_its_learning_rate(bundled, tiny):
+    """Plain SGD at 0.06 and no schedule: after training, the optimiser still holds lr 0.06 and no momentum."""
+    from simclr_helpers.reference import blog_optimizer
+
+    model = ablations.pretrain_variant(ablations.VARIANTS["blog-optimizer"], tiny, bundled.train.images[:64], seed=1)
+    opt = blog_optimizer(model)
+    assert opt.defaults["lr"] == 0.06 and opt.defaults["momentum"] == 0 and opt.defaults["weight_decay"] == 0
+    assert not model.training
+
+
+def _fake_result(n_test=1000, variants=None):
+    variants = variants or [("full", [0.35, 0.36, 0.34]), ("no-crop", [0.25, 0.26, 0.24]),
+                            ("tau-0.1", [0.35, 0.34, 0.36]), ("blog-optimizer", [0.29, 0.3, 0.28])]
+    return {"profile": "smoke", "data": "bundled subset", "stem": "imagenet", "batch_size": 128, "epochs": 4,
+            "seeds": [0, 1, 2], "n_pretrain": 2700, "n_bank": 3000, "n_test": n_test, "knn_k": 200,
+            "device": "cpu", "hardware": "a CPU", "torch": "2", "date": "2026-01-01", "seconds": 840.0,
+            "random_init": {"knn": [0.27, 0.27, 0.28]},
+            "variants": [{"key": k, "description": ablations.VARIANTS[k].description, "knn": v} for k, v in variants],
+            "groups": {g: [list(p) for p in pairs] for g, pairs in ablations.GROUPS.items()}}
+
+
+def test_groups_summaries_and_honest_comparisons():
+    result = _fake_result()
+    rows = ablations.group_rows(result, "augmentation")
+    assert [r["key"] for r in rows] == ["full", "no-crop"]  # only what was measured, in the chart's order
+    assert rows[0]["mean"] == pytest.approx(0.35) and rows[0]["seeds"] == 3 and rows[0]["se"] > 0.015
+    lines = ablations.comparisons(result, "augmentation", random_init=True)
+    assert any(line.startswith("full recipe beats no crop by 10.0 points") for line in lines)
+    temperature = ablations.comparisons(result, "temperature")
+    assert len(temperature) == 1 and "within the noise" in temperature[0]
+    assert "4 epochs" in ablations.budget(result) and "1,000 test images" in ablations.budget(result)
+
+
+def test_results_file_and_readme_block(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"rows": []}))
+    assert results.load_ablations(path) is None
+    assert "Not measured yet" in results.ablation_table(None)
+    results.record_ablations(_fake_result(), path)
+    # the same budget again: its variants are added, a variant measured again is replaced
+    again = _fake_result(variants=[("no-crop", [0.2, 0.2, 0.2]), ("no-grey", [0.33, 0.34, 0.35])])
+    results.record_ablations(again, path)
+    stored = results.load_ablations(path)
+    assert [v["key"] for v in stored["variants"]] == ["full", "tau-0.1", "blog-optimizer", "no-crop", "no-grey"]
+    assert stored["variants"][3]["knn"] == [0.2, 0.2, 0.2]
+    # another budget replaces the whole entry
+    results.record_ablations({**_fake_result(variants=[("full", [0.4, 0.4, 0.4])]), "epochs": 8}, path)
+    assert [v["key"] for v in results.load_ablations(path)["variants"]] == ["full"]
+    assert results.load(path)["rows"] == []  # nothing else of the file is touched
+    table = results.ablation_table(_fake_result())
+    assert "| `no-crop` |" in table and "25.0% ± " in table and "random init" in table and "4 epochs" in table
+    start, end = results._markers("ablations")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{results.readme_block([])}\n\n{start}\nold\n{end}\n")
+    data = results.load(path)
+    assert not results.check_readme(readme, data["rows"], [], [], data["ablations"])
+    results.write_readme(readme, data["rows"], [], [], data["ablations"])
+    assert results.check_readme(readme, data["rows"], [], [], data["ablations"])
+    assert "| `full` |" in readme.read_text()
+
+
+def test_ablate_command_records_a_tiny_run(tmp_path):
+    """One epoch, one seed, two variants on 200 images: the command runs end to end and records its result."""
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"rows": [], "benchmarks": []}))
+    proc = subprocess.run([sys.executable, "-m", "simclr_helpers", "ablate", "--epochs", "1", "--seeds", "1",
+                           "--variants", "full,blog-optimizer", "--train-limit", "200", "--batch-size", "32",
+                           "--record", str(path)], capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "full" in proc.stdout and "blog-optimizer" in proc.stdout and "kNN top-1" in proc.stdout
+    stored = results.load_ablations(path)
+    assert [v["key"] for v in stored["variants"]] == ["full", "blog-optimizer"]
+    assert stored["epochs"] == 1 and stored["seeds"] == [0] and stored["n_pretrain"] == 180
+    assert stored["n_test"] == 1000 and len(stored["random_init"]["knn"]) == 1
+    assert all(0 <= acc <= 1 for v in stored["variants"] for acc in v["knn"])
+    assert stored["command"].startswith("python -m simclr_helpers ablate --epochs 1 --seeds 1")
+    assert stored["command"].endswith("--variants full,blog-optimizer --record")
+
+
+def test_ablate_command_rejects_bad_arguments():
+    proc = subprocess.run([sys.executable, "-m", "simclr_helpers", "ablate", "--variants", "nope"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown variant" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "simclr_helpers", "ablate", "--seeds", "0"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "--seeds" in proc.stderr
+
+
+def test_ablate_help_has_examples(capsys):
+    from simclr_helpers.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["ablate", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "blog-optimizer" in out
