@@ -100,15 +100,31 @@ def load_checkpoint(path: str | Path, kind: str | None = None, map_location="cpu
     return data
 
 
-def _fields(data: dict, path: Path, names: tuple[str, ...]) -> None:
-    missing = [n for n in names if n not in data]
-    if missing:
-        raise CheckpointError(f"{path}: the checkpoint lacks {', '.join(missing)}; it is damaged or was not written "
-                              f"by this course: re-create it with {_MAKE[data['kind']]}.")
+class _Record:
+    """What both records share: a kind, an atomic save, and a load that checks the fields are there."""
+
+    KIND = ""
+    REQUIRED: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(self.to_dict(), path, kind=self.KIND)
+
+    @classmethod
+    def _read(cls, path: str | Path, map_location) -> dict:
+        path = Path(path)
+        data = load_checkpoint(path, kind=cls.KIND, map_location=map_location)
+        missing = [n for n in cls.REQUIRED if n not in data]
+        if missing:
+            raise CheckpointError(f"{path}: the checkpoint lacks {', '.join(missing)}; it is damaged or was not "
+                                  f"written by this course: re-create it with {_MAKE[cls.KIND]}.")
+        return data
 
 
 @dataclass
-class RunRecord:
+class RunRecord(_Record):
     """A pretraining run as it is saved after every epoch: what it is, how far it got, its state.
 
     Notebooks and commands read fields (``record.profile.stem``, ``record.data``), never string keys.
@@ -131,6 +147,7 @@ class RunRecord:
     torch_version: str = field(default_factory=lambda: str(torch.__version__))
 
     KIND = "simclr"
+    REQUIRED = ("profile", "data", "normalize", "classes", "num_train", "epoch", "metrics", "model")
     STATE = ("model", "optimizer", "scheduler", "scaler", "rng", "rng_ranks")
 
     @property
@@ -148,14 +165,9 @@ class RunRecord:
                 "metrics": list(self.metrics), "pipeline": self.pipeline, "torch_version": self.torch_version,
                 **{name: getattr(self, name) for name in self.STATE}}
 
-    def save(self, path: str | Path) -> Path:
-        return save_checkpoint(self.to_dict(), path, kind=self.KIND)
-
     @classmethod
     def load(cls, path: str | Path, map_location="cpu") -> RunRecord:
-        path = Path(path)
-        data = load_checkpoint(path, kind=cls.KIND, map_location=map_location)
-        _fields(data, path, ("profile", "data", "normalize", "classes", "num_train", "epoch", "metrics", "model"))
+        data = cls._read(path, map_location)
         return cls(profile=Profile.from_dict(data["profile"]), data=DataSpec.from_dict(data["data"]),
                    normalize=data["normalize"], classes=list(data["classes"]), num_train=int(data["num_train"]),
                    epoch=int(data["epoch"]), metrics=list(data["metrics"]), pipeline=data.get("pipeline", "fast"),
@@ -163,7 +175,7 @@ class RunRecord:
 
 
 @dataclass
-class ClassifierRecord:
+class ClassifierRecord(_Record):
     """A frozen backbone and its linear layer, with everything prediction needs and nothing it must guess."""
 
     backbone: dict  # state dict
@@ -175,19 +187,15 @@ class ClassifierRecord:
     source: dict = field(default_factory=dict)  # which run, backbone (simclr / random-init), epochs, test top-1
 
     KIND = "classifier"
+    REQUIRED = ("backbone", "fc", "stem", "classes", "normalize")
 
     def to_dict(self) -> dict:
         return {"backbone": self.backbone, "fc": self.fc, "stem": self.stem, "classes": list(self.classes),
                 "normalize": dict(self.normalize), "image_size": int(self.image_size), "source": dict(self.source)}
 
-    def save(self, path: str | Path) -> Path:
-        return save_checkpoint(self.to_dict(), path, kind=self.KIND)
-
     @classmethod
     def load(cls, path: str | Path, map_location="cpu") -> ClassifierRecord:
-        path = Path(path)
-        data = load_checkpoint(path, kind=cls.KIND, map_location=map_location)
-        _fields(data, path, ("backbone", "fc", "stem", "classes", "normalize"))
+        data = cls._read(path, map_location)
         return cls(backbone=data["backbone"], fc=data["fc"], stem=data["stem"], classes=list(data["classes"]),
                    normalize=data["normalize"], image_size=int(data.get("image_size", 32)),
                    source=dict(data.get("source", {})))

@@ -296,13 +296,17 @@ def _markers(name: str) -> tuple[str, str]:
 
 def _data(rows: list[dict] | None, benchmarks: list[dict] | None, sweeps: list[dict] | None = None,
           ablations: dict | None = None) -> dict:
-    given = {"rows": rows, "benchmarks": benchmarks, "sweeps": sweeps}
-    stored = load() if None in given.values() else {}
-    data = {key: stored[key] if value is None else value for key, value in given.items()}
-    # The ablation comes from the results file only when the rows do too: a caller that passes its own
-    # rows (another results file, a test) passes its ablation as well, or has none.
-    data["ablations"] = ablations if ablations is not None else stored.get("ablations") if rows is None else None
-    return data
+    """What the README's blocks are generated from: the results file, or what the caller passes.
+
+    A caller that passes its own rows (another results file, a test) passes everything else it wants
+    shown as well; only a caller that passes no rows gets the results file's other parts filled in.
+    """
+    if rows is not None:
+        return {"rows": rows, "benchmarks": benchmarks or [], "sweeps": sweeps or [], "ablations": ablations}
+    stored = load()
+    return {"rows": stored["rows"], "benchmarks": stored["benchmarks"] if benchmarks is None else benchmarks,
+            "sweeps": stored["sweeps"] if sweeps is None else sweeps,
+            "ablations": stored.get("ablations") if ablations is None else ablations}
 
 
 def readme_block(rows: list[dict], name: str = "results", benchmarks: list[dict] | None = None) -> str:
