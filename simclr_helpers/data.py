@@ -118,6 +118,19 @@ class DataSpec:
     def labelled(self) -> bool:
         return self.kind != "unlabelled"
 
+    def local_path(self) -> Path | None:
+        """The folder on this machine: a relative path is taken from the current folder, or else from the
+        course's folder (a run started in the course's folder is then found from notebooks/ too)."""
+        if self.path is None:
+            return None
+        path = Path(self.path).expanduser()
+        if not path.is_absolute() and not path.exists():
+            from .config import project_root
+
+            if (project_root() / path).exists():
+                return project_root() / path
+        return path
+
     def describe(self) -> str:
         """A short description for tables (no machine paths)."""
         return {"bundled": "bundled subset", "image_folder": "CIFAR-10 (full, image folder)",
@@ -398,7 +411,7 @@ def load_cifar10(data: str | Path | DataSpec | None = None, download: bool = Fal
     spec = DataSpec.resolve(data, download)
     if spec.kind == "bundled":
         return load_bundled()
-    root = Path(spec.path).expanduser()
+    root = spec.local_path()
     if spec.kind == "image_folder":
         return CIFARSplits(load_image_folder(root, "train"), load_image_folder(root, "test"))
     if spec.kind == "torchvision":  # the course's own download cache is fetched again if a new machine lacks it

@@ -81,7 +81,7 @@ def run_splits(record: RunRecord, data: str | Path | DataSpec | None = None, spl
     if not spec.labelled:
         raise DataError(f"{spec}: this run was pretrained on unlabelled images; pass --data PATH with labelled "
                         "CIFAR-10 to evaluate it.")
-    if spec.path is not None and not Path(spec.path).expanduser().exists():
+    if spec.path is not None and not spec.local_path().exists():
         raise DataError(f"{spec}: the data this checkpoint was trained on is not there; pass --data PATH.")
     return spec, load_cifar10(spec)
 
@@ -311,6 +311,7 @@ def recorded_row(record: RunRecord, path: str | Path | None = None) -> dict | No
     supervised baselines from it instead of training them again for as long as the README's row did."""
     from .results import RESULTS_FILE, load
 
-    row_id = _row_id(record.profile, record.data)
-    return next((r for r in load(path or RESULTS_FILE)["rows"]
-                 if r["id"] == row_id and r.get("epochs") == record.epoch), None)
+    p = record.profile
+    same = {"id": _row_id(p, record.data), "epochs": record.epoch, "batch_size": p.batch_size,
+            "lr_per_256": p.lr_per_256}
+    return next((r for r in load(path or RESULTS_FILE)["rows"] if all(r.get(k) == v for k, v in same.items())), None)

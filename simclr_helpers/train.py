@@ -252,7 +252,8 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
             generator.manual_seed(distributed.rank_seed(profile.seed + start_epoch, rank))
             log(f"{ckpt_path} was written by {len(rngs)} process(es), this run has {world}: weights, optimizer, "
                 "schedule and epoch continue, the data order and views are drawn afresh")
-        log(f"resuming {ckpt_path} at epoch {start_epoch + 1}/{profile.epochs}")
+        if start_epoch < profile.epochs:
+            log(f"resuming {ckpt_path} at epoch {start_epoch + 1}/{profile.epochs}")
     if start_epoch >= profile.epochs:
         log(f"{ckpt_path} already finished {start_epoch} epochs; nothing to do")
 

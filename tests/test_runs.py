@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from simclr_helpers.config import get_profile
@@ -65,3 +67,30 @@ def test_a_named_run_is_what_the_notebooks_read(tiny_run, tiny_profile, tmp_path
     with pytest.raises(CheckpointError, match="holds no last.pt"):
         load_or_make_classifier(tiny_profile, log=messages.append)
     assert not (tmp_path / "empty").exists() and messages == []
+
+
+def test_recorded_row_matches_a_run_only_when_everything_agrees(tiny_run, tmp_path):
+    """Notebook 04 takes a run's supervised baselines from the results file only for that very run."""
+    import json
+
+    from simclr_helpers.checkpoints import RunRecord
+    from simclr_helpers.runs import recorded_row
+
+    record = RunRecord.load(tiny_run.checkpoint)
+    p = record.profile
+    row = {"id": f"{p.name}-{p.stem}-{p.epochs}ep" if p.epochs != 10 else f"{p.name}-{p.stem}",
+           "epochs": record.epoch, "batch_size": p.batch_size, "lr_per_256": p.lr_per_256}
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"rows": [row]}))
+    assert recorded_row(record, results) == row
+    results.write_text(json.dumps({"rows": [{**row, "lr_per_256": p.lr_per_256 / 2}]}))  # another recipe
+    assert recorded_row(record, results) is None
+
+
+def test_a_relative_data_path_is_found_from_the_notebooks_folder(tmp_path, monkeypatch):
+    """A run started in the course's folder records `data/...`; notebooks run in `notebooks/` and still find it."""
+    for folder in ("notebooks", "simclr_helpers", "data/cifar/train"):
+        (tmp_path / folder).mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "notebooks")
+    assert DataSpec("image_folder", "data/cifar").local_path() == tmp_path / "data" / "cifar"
+    assert DataSpec("image_folder", "elsewhere").local_path() == Path("elsewhere")  # not there: as given
