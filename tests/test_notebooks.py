@@ -9,7 +9,7 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = ["01_backbone_dissection", "02_augmentations", "03_pretraining", "04_linear_evaluation",
             "05_embeddings_tsne", "06_predict_single_image"]
-LONG_RUN = "cpu-imagenet-30ep-cifar10"  # the results row whose checkpoint notebooks 04-06 were executed with
+LONG_RUN = "cpu-imagenet-45ep-cifar10"  # the results row whose checkpoint notebooks 04-06 were executed with
 LONG_RUN_NOTEBOOKS = ("04", "05", "06")
 MACHINE_PATH = re.compile(r"(/(root|home|Users|work|tmp|private|var/folders)/[\w.-]+)|([A-Za-z]:\\\\Users\\\\)")
 
@@ -67,6 +67,19 @@ def test_shared_opening_and_closing(nb):
     setup = _source(cells[1])
     assert '"google.colab" in sys.modules' in setup and "setup(seed=0, profile=PROFILE" in setup
     assert 'PROFILE = "auto"' in setup  # the profile is one visible variable (a Colab form field)
+
+
+def test_the_long_run_behind_the_notebooks_is_recorded():
+    """Notebook 03 draws the run whose checkpoint 04-06 were executed with, from its shipped metrics file."""
+    from simclr_helpers.results import load, metrics_file
+
+    assert f'LONG_RUN = "{LONG_RUN}"' in "".join(_source(c) for c in _cells(NOTEBOOKS[2]))
+    row = next((r for r in load()["rows"] if r["id"] == LONG_RUN), None)
+    assert row is not None, f"{LONG_RUN} is not a row of the results file"
+    assert row["n_test"] == 10_000 and metrics_file(LONG_RUN).is_file()
+    for nb in NOTEBOOKS[3:6]:
+        outputs = json.dumps([c.get("outputs", []) for c in _cells(nb)])
+        assert f"run: {LONG_RUN} (named by $SIMCLR_RUN" in outputs, f"{nb.name} was not executed with {LONG_RUN}"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
