@@ -127,8 +127,9 @@ class DataSpec:
         if not path.is_absolute() and not path.exists():
             from .config import project_root
 
-            if (project_root() / path).exists():
-                return project_root() / path
+            in_course = project_root() / path
+            if in_course.exists():
+                return in_course
         return path
 
     def describe(self) -> str:

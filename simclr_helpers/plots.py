@@ -55,19 +55,22 @@ def image_grid(images: torch.Tensor, titles: list[str] | None = None, ncols: int
     return fig
 
 
-def lr_per_step(profile: Profile, steps_per_epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """(epoch as a fraction, learning rate) after every optimiser step of a run: warm-up, then cosine.
-
-    The schedule of ``train.make_scheduler``, from ``runtime.warmup_cosine``: the lr that
-    step ``s`` (0-based) used is ``base * warmup_cosine(s, total, warmup)``.
-    """
+def planned_lr(profile: Profile, steps_per_epoch: int, steps) -> np.ndarray:
+    """The learning rate of ``train.make_scheduler`` (``runtime.warmup_cosine``) at these 0-based optimiser
+    steps: ``base * warmup_cosine(s, total, warmup)`` is the lr step ``s`` uses, so after ``e`` epochs the
+    scheduler holds the value of step ``e * steps_per_epoch``, the ``lr`` a run's metrics record."""
     from .runtime import warmup_cosine
 
     total = steps_per_epoch * profile.epochs
     warmup = min(total, steps_per_epoch * profile.warmup_epochs)
     base = profile.lr_per_256 * profile.batch_size / 256
-    steps = np.arange(total)
-    return (steps + 1) / steps_per_epoch, np.array([base * warmup_cosine(int(t), total, warmup) for t in steps])
+    return np.array([base * warmup_cosine(int(s), total, warmup) for s in steps])
+
+
+def lr_per_step(profile: Profile, steps_per_epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(epoch as a fraction, learning rate) after every optimiser step of a run: warm-up, then cosine."""
+    steps = np.arange(steps_per_epoch * profile.epochs)
+    return (steps + 1) / steps_per_epoch, planned_lr(profile, steps_per_epoch, steps)
 
 
 def training_curves(metrics: list[dict], profile: Profile | None = None, steps_per_epoch: int | None = None):

@@ -74,12 +74,12 @@ def test_recorded_row_matches_a_run_only_when_everything_agrees(tiny_run, tmp_pa
     import json
 
     from simclr_helpers.checkpoints import RunRecord
-    from simclr_helpers.runs import recorded_row
+    from simclr_helpers.runs import _row_id, recorded_row
 
     record = RunRecord.load(tiny_run.checkpoint)
     p = record.profile
-    row = {"id": f"{p.name}-{p.stem}-{p.epochs}ep" if p.epochs != 10 else f"{p.name}-{p.stem}",
-           "epochs": record.epoch, "batch_size": p.batch_size, "lr_per_256": p.lr_per_256}
+    row = {"id": _row_id(p, record.data), "epochs": record.epoch, "batch_size": p.batch_size,
+           "lr_per_256": p.lr_per_256}
     results = tmp_path / "results.json"
     results.write_text(json.dumps({"rows": [row]}))
     assert recorded_row(record, results) == row
