@@ -34,7 +34,7 @@ from .augment import CIFAR_AUGMENT, AugmentConfig
 from .config import NORMALIZE, Profile
 from .data import ImageTensors
 from .models import SimCLRModel
-from .reference import BLOG_LR, blog_optimizer
+from .blog import BLOG_LR, blog_optimizer
 from .runtime import pick_device, pick_precision, seed_everything
 from .stats import compare, seed_summary
 

@@ -1,4 +1,4 @@
-"""Throughput measurements: the blog post's input pipeline (``reference``) against the batched one.
+"""Throughput measurements: the blog post's input pipeline (``blog``) against the batched one.
 
 Notebook 02 calls these for a quick comparison; ``python -m simclr_helpers benchmark`` runs
 them all. Every timing warms up first, synchronises the GPU before reading the clock and
@@ -14,7 +14,7 @@ import time
 import torch
 
 from .augment import BatchedSimCLRAugment
-from .reference import blog_loader, blog_training_step, probe_epoch_blog_way
+from .blog import blog_loader, blog_training_step, probe_epoch_blog_way
 from .runtime import allocator_tuned, cpu_count, pick_device, pick_precision, seed_everything
 
 

@@ -8,7 +8,7 @@ input pipelines share the loop:
 * ``"fast"`` (default): the training set lives on the device as one uint8 tensor,
   batches are slices of a random permutation, views come from the batched
   augmentation, and both views go through the network in one forward pass.
-* ``"blog"``: the blog post's pipeline (``reference``): lightly's ``SimCLRTransform``
+* ``"blog"``: the blog post's pipeline (``blog``): lightly's ``SimCLRTransform``
   on PIL images in DataLoader workers, one forward pass per view.
 
 The small runtime helpers (device, precision, seeds, the optimiser step) live in ``runtime``.
@@ -29,11 +29,11 @@ from torch import nn
 
 from . import distributed
 from .augment import CIFAR_AUGMENT, AugmentConfig, BatchedSimCLRAugment
+from .blog import blog_loader, blog_training_step
 from .checkpoints import RunRecord
 from .config import NORMALIZE, Profile, default_checkpoint_dir
 from .data import DataSpec, ImageTensors
 from .models import SimCLRModel
-from .reference import blog_loader, blog_training_step
 from .runtime import (
     Precision,
     backward_and_step,

@@ -52,7 +52,7 @@ def test_variants_change_one_thing_each():
 
 def test_the_blog_optimizer_keeps_its_learning_rate(bundled, tiny):
     """Plain SGD at 0.06 and no schedule: after training, the optimiser still holds lr 0.06 and no momentum."""
-    from simclr_helpers.reference import blog_optimizer
+    from simclr_helpers.blog import blog_optimizer
 
     model = ablations.pretrain_variant(ablations.VARIANTS["blog-optimizer"], tiny, bundled.train.images[:64], seed=1)
     opt = blog_optimizer(model)

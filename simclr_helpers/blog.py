@@ -1,4 +1,4 @@
-"""The blog post's pipeline, kept in one place as a reference implementation.
+"""The blog post's pipeline, kept in one place to measure the course against.
 
 The course grew out of a blog post ("SimCLR with lightly"). Its way of doing things is
 kept here, with its real bugs fixed, so that the course can measure what its own fast
