@@ -23,18 +23,21 @@ weights as ``train.pretrain``.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from lightly.loss import NTXentLoss
 
 from .augment import CIFAR_AUGMENT, AugmentConfig
+from .blog import BLOG_LR, blog_optimizer
 from .config import NORMALIZE, Profile
 from .data import ImageTensors
 from .models import SimCLRModel
-from .blog import BLOG_LR, blog_optimizer
 from .runtime import pick_device, pick_precision, seed_everything
 from .stats import compare, seed_summary
 
@@ -51,6 +54,7 @@ class Variant:
     augment: AugmentConfig = CIFAR_AUGMENT
     temperature: float | None = None  # None: the profile's (0.2)
     optimizer: str = "course"  # "course" (SGD momentum, weight decay, warm-up + cosine) or "blog"
+    batch_size: int | None = None  # None: the profile's; the learning rate follows it (lr_per_256 * batch / 256)
 
 
 _NO_CROP = {"min_scale": 1.0, "ratio": (1.0, 1.0)}
@@ -68,6 +72,8 @@ VARIANTS: dict[str, Variant] = {v.key: v for v in (
     Variant("tau-0.5", "temperature 0.5 (lightly's default)", temperature=0.5),
     Variant("blog-optimizer", f"the blog's optimiser: plain SGD at lr {BLOG_LR}, no momentum, no weight decay, "
             "no schedule", optimizer="blog"),
+    Variant("batch-64", "batch 64 instead of the profile's (fewer negatives per view), the same epochs, the "
+            "learning rate scaled with the batch", batch_size=64),
 )}
 
 # What each chart of the notebooks compares: (variant, label) in order. The full recipe is the
@@ -78,6 +84,7 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
     "temperature": [("tau-0.1", "τ = 0.1"), ("full", "τ = 0.2 (course)"), ("tau-0.5", "τ = 0.5 (lightly)")],
     "optimiser": [("full", "the course's optimiser\n(momentum, weight decay,\nwarm-up + cosine)"),
                   ("blog-optimizer", "the blog's optimiser\n(plain SGD at 0.06,\nno schedule)")],
+    "batch": [("batch-64", "batch 64"), ("full", "the profile's batch")],
 }
 
 
@@ -105,6 +112,7 @@ def pretrain_variant(variant: Variant, profile: Profile, images: torch.Tensor, s
     from .train import FastBatches, make_optimizer, make_scheduler, training_step
 
     dev = pick_device(device)
+    profile = profile.with_overrides(batch_size=variant.batch_size)
     seed_everything(seed)
     model = SimCLRModel(stem=profile.stem, projection_dim=profile.projection_dim).to(dev)
     if channels_last:
@@ -141,13 +149,17 @@ def knn_top1(backbone: torch.nn.Module, bank: ImageTensors, queries: ImageTensor
 
 
 def run_ablation(profile: Profile, data: dict, variants: Sequence[str] | None = None, seeds: int = DEFAULT_SEEDS,
-                 device=None, log: Callable[[str], None] | None = print) -> dict:
+                 device=None, log: Callable[[str], None] | None = print, store: str | Path | None = None) -> dict:
     """Pretrain every variant with ``seeds`` seeds at the budget of ``profile`` and measure kNN top-1.
 
     ``data`` is what ``runs.load_pretrain_data`` returns (labelled data only): its ``train``
     images are pretrained on, its ``splits`` give the kNN bank (the labelled training
     images) and the queries (the whole test split). A random-init backbone of every seed is
     measured the same way, as the floor every variant should clear.
+
+    ``store`` (a JSON-lines file) makes the ablation survive interruptions: every finished
+    (variant, seed) is appended to it as it ends, and a later call with the same budget skips
+    what the file already holds and goes on. A progress line after every run gives the time left.
     """
     from .results import hardware
 
@@ -162,36 +174,104 @@ def run_ablation(profile: Profile, data: dict, variants: Sequence[str] | None = 
     bank = splits.train.balanced_subset(profile.train_limit, profile.seed)
     test = splits.test
     seed_list = [profile.seed + i for i in range(seeds)]
+    budget = {"profile": profile.name, "data": data["spec"].describe(), "stem": profile.stem,
+              "batch_size": profile.batch_size, "epochs": profile.epochs, "n_pretrain": len(data["train"]),
+              "n_bank": len(bank), "n_test": len(test), "knn_k": profile.knn_k}
+    done = read_store(store, budget) if store else {}
+    jobs = [(RANDOM_INIT, seed) for seed in seed_list] + [(key, seed) for key in keys for seed in seed_list]
+    todo = [job for job in jobs if job not in done]
+    if store:
+        log(f"ablation: {len(jobs)} runs; {len(jobs) - len(todo)} already in {Path(store).name}, {len(todo)} to go")
     t_start = time.perf_counter()
-    random_init = []
-    for seed in seed_list:
-        seed_everything(seed)
-        net = SimCLRModel(stem=profile.stem, projection_dim=profile.projection_dim).to(dev).backbone
-        random_init.append(round(knn_top1(net, bank, test, profile.knn_k, dev), 4))
-    log(f"random init: kNN top-1 {', '.join(f'{v:.1%}' for v in random_init)}")
+    for i, (key, seed) in enumerate(todo):
+        t0 = time.perf_counter()
+        if key == RANDOM_INIT:
+            net = random_init_backbone(profile, seed).to(dev)
+        else:
+            net = pretrain_variant(VARIANTS[key], profile, data["train"].images, seed, dev).backbone
+        entry = {"key": key, "seed": seed, "knn": round(knn_top1(net, bank, test, profile.knn_k, dev), 4),
+                 "seconds": round(time.perf_counter() - t0, 1), "budget": budget}
+        done[(key, seed)] = entry
+        if store:
+            append_store(store, entry)
+        trained = [e["seconds"] for (k, _), e in done.items() if k != RANDOM_INIT]
+        left = sum(1 for k, _ in todo[i + 1:] if k != RANDOM_INIT) * (sum(trained) / len(trained) if trained else 0)
+        log(f"{key}, seed {seed}: kNN top-1 {entry['knn']:.1%} ({entry['seconds']:.0f} s); {i + 1}/{len(todo)} "
+            f"runs done, {(time.perf_counter() - t_start) / 60:.0f} min so far, about {left / 60:.0f} min left")
     rows = []
     for key in keys:
         variant = VARIANTS[key]
-        accs, t0 = [], time.perf_counter()
-        for seed in seed_list:
-            model = pretrain_variant(variant, profile, data["train"].images, seed, dev)
-            accs.append(round(knn_top1(model.backbone, bank, test, profile.knn_k, dev), 4))
-            log(f"{key}, seed {seed}: kNN top-1 {accs[-1]:.1%} ({time.perf_counter() - t_start:.0f} s so far)")
+        entries = [done[(key, seed)] for seed in seed_list]
         rows.append({"key": key, "description": variant.description,
                      "temperature": variant.temperature or profile.temperature, "optimizer": variant.optimizer,
-                     "knn": accs, "seconds": round(time.perf_counter() - t0, 1)})
-    return {"profile": profile.name, "data": data["spec"].describe(), "stem": profile.stem,
-            "batch_size": profile.batch_size, "epochs": profile.epochs, "seeds": seed_list,
-            "n_pretrain": len(data["train"]), "n_bank": len(bank), "n_test": len(test), "knn_k": profile.knn_k,
-            "device": str(dev), "hardware": hardware(dev), "torch": str(torch.__version__).split("+")[0],
-            "date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - t_start, 1),
-            "random_init": {"knn": random_init}, "variants": rows,
+                     "batch_size": variant.batch_size or profile.batch_size,
+                     "knn": [e["knn"] for e in entries], "seconds": round(sum(e["seconds"] for e in entries), 1)})
+    random_entries = [done[(RANDOM_INIT, seed)] for seed in seed_list]
+    return {**budget, "seeds": seed_list, "device": str(dev), "hardware": hardware(dev),
+            "torch": str(torch.__version__).split("+")[0], "date": time.strftime("%Y-%m-%d"),
+            "seconds": round(sum(e["seconds"] for e in done.values() if e["key"] in (*keys, RANDOM_INIT)), 1),
+            "random_init": {"knn": [e["knn"] for e in random_entries]}, "variants": rows,
             "groups": {g: [list(pair) for pair in pairs] for g, pairs in GROUPS.items()}}
+
+
+RANDOM_INIT = "random-init"
+
+
+def random_init_backbone(profile: Profile, seed: int) -> torch.nn.Module:
+    """The backbone a SimCLR model of ``profile`` starts from with ``seed``: the floor every variant should clear."""
+    seed_everything(seed)
+    return SimCLRModel(stem=profile.stem, projection_dim=profile.projection_dim).backbone
+
+
+def read_store(path: str | Path, budget: dict) -> dict:
+    """The finished runs in an ablation's store, ``{(key, seed): entry}``, all of the given budget."""
+    from .errors import SimclrError
+
+    path = Path(path)
+    if not path.exists():
+        return {}
+    done = {}
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):  # a run killed while writing its line: that run is done again
+                break
+            raise SimclrError(f"{path}: line {number} is not JSON; the store is damaged, so move it away and "
+                              "start the ablation again.") from None
+        if entry.get("budget") != budget:
+            raise SimclrError(f"{path}: holds runs of another budget ({entry.get('budget')}); give this budget "
+                              "its own --store file.")
+        done[(entry["key"], entry["seed"])] = entry
+    return done
+
+
+def append_store(path: str | Path, entry: dict) -> None:
+    """Append one finished run to the store and flush it to disk before the next run starts."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        text = path.read_text()
+        if text and not text.endswith("\n"):  # a line half-written by a killed run: drop it
+            path.write_text(text[: text.rfind("\n") + 1])
+    with open(path, "a") as fh:
+        fh.write(json.dumps(entry) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def default_store(profile: Profile, n_pretrain: int) -> Path:
+    """Where ``ablate`` keeps its finished runs unless told: one file per budget under the checkpoints folder."""
+    from .config import default_checkpoint_dir
+
+    return (default_checkpoint_dir() / "ablations"
+            / f"{profile.name}-{profile.stem}-{profile.epochs}ep-b{profile.batch_size}-n{n_pretrain}.jsonl")
 
 
 def summary(result: dict, key: str) -> dict | None:
     """Mean kNN top-1 of a recorded variant over its seeds, with its standard error (``stats.seed_summary``)."""
-    if key == "random-init":
+    if key == RANDOM_INIT:
         return seed_summary(result["random_init"]["knn"], result["n_test"])
     row = next((r for r in result["variants"] if r["key"] == key), None)
     return None if row is None else seed_summary(row["knn"], result["n_test"])
@@ -222,7 +302,7 @@ def comparisons(result: dict, group: str, reference: str = "full", random_init: 
     ``random_init``, every variant (the reference too) against a random-init backbone."""
     rows = {r["key"]: r for r in group_rows(result, group)}
     ref = rows.get(reference)
-    rand = summary(result, "random-init")
+    rand = summary(result, RANDOM_INIT)
     lines = []
     for key, row in rows.items():
         label = row["label"].split("\n")[0]  # a chart's label, its first line for a sentence

@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--batch-size", type=int, help="override the profile's batch size")
     a.add_argument("--train-limit", type=int, help="use at most N labelled training images (class-balanced)")
     a.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
+    a.add_argument("--store", metavar="JSONL",
+                   help="where every finished run is kept as it ends; a re-run with the same budget skips those "
+                        "(default checkpoints/ablations/<budget>.jsonl)")
     a.add_argument("--json", action="store_true", help="print the result as JSON")
     a.add_argument("--record", nargs="?", const="", metavar="RESULTS_JSON",
                    help="store it under 'ablations' (default simclr_helpers/assets/results.json)")
@@ -322,7 +325,15 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_ablate(args) -> int:
-    from .ablations import DEFAULT_EPOCHS, DEFAULT_SEEDS, VARIANTS, comparisons, parse_variants, run_ablation
+    from .ablations import (
+        DEFAULT_EPOCHS,
+        DEFAULT_SEEDS,
+        VARIANTS,
+        comparisons,
+        default_store,
+        parse_variants,
+        run_ablation,
+    )
     from .config import get_profile
     from .runs import load_pretrain_data
     from .stats import format_accuracy, seed_summary
@@ -336,7 +347,8 @@ def cmd_ablate(args) -> int:
                                                       train_limit=args.train_limit)
     data = load_pretrain_data(profile, args.data, log=_log)
     _log(f"ablation: {len(keys)} variant(s) x {seeds} seed(s), {epochs} epoch(s) each, batch {profile.batch_size}")
-    result = run_ablation(profile, data, keys, seeds, args.device, log=_log)
+    store = Path(args.store) if args.store else default_store(profile, len(data["train"]))
+    result = run_ablation(profile, data, keys, seeds, args.device, log=_log, store=store)
     command = "python -m simclr_helpers ablate"
     for flag, value, default in (("--profile", args.profile, "smoke"), ("--epochs", epochs, DEFAULT_EPOCHS),
                                  ("--seeds", seeds, DEFAULT_SEEDS), ("--batch-size", args.batch_size, None),

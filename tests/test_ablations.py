@@ -118,7 +118,7 @@ def test_ablate_command_records_a_tiny_run(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "simclr_helpers", "ablate", "--epochs", "1", "--seeds", "1",
                            "--variants", "full,blog-optimizer", "--train-limit", "200", "--batch-size", "32",
                            "--record", str(path)], capture_output=True, text=True, timeout=600,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "SIMCLR_CHECKPOINTS": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     assert "full" in proc.stdout and "blog-optimizer" in proc.stdout and "kNN top-1" in proc.stdout
     stored = results.load_ablations(path)
@@ -147,3 +147,72 @@ def test_ablate_help_has_examples(capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "examples:" in out and "blog-optimizer" in out
+
+
+def test_a_killed_ablation_continues_where_it_stopped(tmp_path):
+    """Every finished (variant, seed) is in the store as it ends; killed and started again, the ablation runs
+    only what is missing and keeps what was there, to the digit."""
+    import os
+    import signal
+    import time
+
+    store = tmp_path / "store.jsonl"
+    command = [sys.executable, "-m", "simclr_helpers", "ablate", "--epochs", "1", "--seeds", "2", "--batch-size",
+               "32", "--train-limit", "200", "--variants", "full,no-crop", "--store", str(store), "--json"]
+    env = {**os.environ, "SIMCLR_PROFILE": "smoke", "TQDM_DISABLE": "1"}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and first.poll() is None:
+        if store.exists() and len(store.read_text().splitlines()) >= 3:  # two random-init floors and one run
+            break
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    kept = [json.loads(line) for line in store.read_text().splitlines()]
+    assert 3 <= len(kept) < 6, "killed after the first pretraining run and before the last"
+
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr
+    assert f"6 runs; {len(kept)} already in store.jsonl, {6 - len(kept)} to go" in second.stderr
+    assert "min left" in second.stderr  # the progress line
+    final = [json.loads(line) for line in store.read_text().splitlines()]
+    assert final[: len(kept)] == kept and len(final) == 6
+    assert sorted((e["key"], e["seed"]) for e in final) == sorted(
+        (k, s) for k in ("random-init", "full", "no-crop") for s in (0, 1))
+    result = json.loads(second.stdout)
+    by_key = {row["key"]: row["knn"] for row in result["variants"]}
+    assert by_key["full"] == [e["knn"] for e in final if e["key"] == "full"]
+
+
+def test_a_store_of_another_budget_is_refused(tmp_path):
+    store = tmp_path / "store.jsonl"
+    ablations.append_store(store, {"key": "full", "seed": 0, "knn": 0.3, "seconds": 1.0, "budget": {"epochs": 9}})
+    with pytest.raises(SimclrError, match="holds runs of another budget"):
+        ablations.read_store(store, {"epochs": 1})
+    store.write_text(store.read_text() + '{"key": "full", "se')  # a line cut short by a kill
+    assert list(ablations.read_store(store, {"epochs": 9})) == [("full", 0)]
+    ablations.append_store(store, {"key": "full", "seed": 1, "knn": 0.3, "seconds": 1.0, "budget": {"epochs": 9}})
+    assert list(ablations.read_store(store, {"epochs": 9})) == [("full", 0), ("full", 1)]
+
+
+def test_the_batch_variant_trains_with_its_own_batch_and_learning_rate(bundled, tiny, monkeypatch):
+    """batch-64 changes the batch the loop draws and scales the learning rate with it; nothing else."""
+    from simclr_helpers import train
+
+    seen = {}
+    real_batches, real_optimizer = train.FastBatches, train.make_optimizer
+
+    def batches(images, batch_size, *args, **kwargs):
+        seen["batch"] = batch_size
+        return real_batches(images, batch_size, *args, **kwargs)
+
+    def optimizer(model, profile):
+        seen["lr"] = (opt := real_optimizer(model, profile)).defaults["lr"]
+        return opt
+
+    monkeypatch.setattr(train, "FastBatches", batches)
+    monkeypatch.setattr(train, "make_optimizer", optimizer)
+    variant = ablations.VARIANTS["batch-64"]
+    assert variant.augment == ablations.CIFAR_AUGMENT and variant.temperature is None
+    ablations.pretrain_variant(variant, tiny.with_overrides(batch_size=128), bundled.train.images[:128], seed=0)
+    assert seen == {"batch": 64, "lr": pytest.approx(tiny.lr_per_256 * 64 / 256)}
