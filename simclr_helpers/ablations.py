@@ -23,8 +23,6 @@ weights as ``train.pretrain``.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ from .data import ImageTensors
 from .models import SimCLRModel
 from .runtime import pick_device, pick_precision, seed_everything
 from .stats import compare, seed_summary
+from .store import append_store, read_store
 
 DEFAULT_EPOCHS = 4  # per run: 9 variants x 3 seeds, estimated at about 14 minutes on an idle 2-core CPU
 DEFAULT_SEEDS = 3
@@ -177,7 +176,7 @@ def run_ablation(profile: Profile, data: dict, variants: Sequence[str] | None = 
     budget = {"profile": profile.name, "data": data["spec"].describe(), "stem": profile.stem,
               "batch_size": profile.batch_size, "epochs": profile.epochs, "n_pretrain": len(data["train"]),
               "n_bank": len(bank), "n_test": len(test), "knn_k": profile.knn_k}
-    done = read_store(store, budget) if store else {}
+    done = read_store(store, budget, key=lambda e: (e["key"], e["seed"])) if store else {}
     jobs = [(RANDOM_INIT, seed) for seed in seed_list] + [(key, seed) for key in keys for seed in seed_list]
     todo = [job for job in jobs if job not in done]
     if store:
@@ -221,44 +220,6 @@ def random_init_backbone(profile: Profile, seed: int) -> torch.nn.Module:
     """The backbone a SimCLR model of ``profile`` starts from with ``seed``: the floor every variant should clear."""
     seed_everything(seed)
     return SimCLRModel(stem=profile.stem, projection_dim=profile.projection_dim).backbone
-
-
-def read_store(path: str | Path, budget: dict) -> dict:
-    """The finished runs in an ablation's store, ``{(key, seed): entry}``, all of the given budget."""
-    from .errors import SimclrError
-
-    path = Path(path)
-    if not path.exists():
-        return {}
-    done = {}
-    lines = path.read_text().splitlines()
-    for number, line in enumerate(lines, 1):
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):  # a run killed while writing its line: that run is done again
-                break
-            raise SimclrError(f"{path}: line {number} is not JSON; the store is damaged, so move it away and "
-                              "start the ablation again.") from None
-        if entry.get("budget") != budget:
-            raise SimclrError(f"{path}: holds runs of another budget ({entry.get('budget')}); give this budget "
-                              "its own --store file.")
-        done[(entry["key"], entry["seed"])] = entry
-    return done
-
-
-def append_store(path: str | Path, entry: dict) -> None:
-    """Append one finished run to the store and flush it to disk before the next run starts."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        text = path.read_text()
-        if text and not text.endswith("\n"):  # a line half-written by a killed run: drop it
-            path.write_text(text[: text.rfind("\n") + 1])
-    with open(path, "a") as fh:
-        fh.write(json.dumps(entry) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def default_store(profile: Profile, n_pretrain: int) -> Path:

@@ -186,13 +186,18 @@ def test_a_killed_ablation_continues_where_it_stopped(tmp_path):
 
 def test_a_store_of_another_budget_is_refused(tmp_path):
     store = tmp_path / "store.jsonl"
-    ablations.append_store(store, {"key": "full", "seed": 0, "knn": 0.3, "seconds": 1.0, "budget": {"epochs": 9}})
+    from simclr_helpers.store import append_store, read_store
+
+    def key(entry):
+        return entry["key"], entry["seed"]
+
+    append_store(store, {"key": "full", "seed": 0, "knn": 0.3, "seconds": 1.0, "budget": {"epochs": 9}})
     with pytest.raises(SimclrError, match="holds runs of another budget"):
-        ablations.read_store(store, {"epochs": 1})
+        read_store(store, {"epochs": 1}, key)
     store.write_text(store.read_text() + '{"key": "full", "se')  # a line cut short by a kill
-    assert list(ablations.read_store(store, {"epochs": 9})) == [("full", 0)]
-    ablations.append_store(store, {"key": "full", "seed": 1, "knn": 0.3, "seconds": 1.0, "budget": {"epochs": 9}})
-    assert list(ablations.read_store(store, {"epochs": 9})) == [("full", 0), ("full", 1)]
+    assert list(read_store(store, {"epochs": 9}, key)) == [("full", 0)]
+    append_store(store, {"key": "full", "seed": 1, "knn": 0.3, "seconds": 1.0, "budget": {"epochs": 9}})
+    assert list(read_store(store, {"epochs": 9}, key)) == [("full", 0), ("full", 1)]
 
 
 def test_the_batch_variant_trains_with_its_own_batch_and_learning_rate(bundled, tiny, monkeypatch):
