@@ -77,6 +77,23 @@ def normalize(x: torch.Tensor, stats: dict = NORMALIZE, inplace: bool = False) -
     return x.sub_(mean).div_(std) if inplace else (x - mean) / std
 
 
+def pad_crop_flip(images: torch.Tensor, generator: torch.Generator | None = None, pad: int = 4) -> torch.Tensor:
+    """The standard supervised CIFAR-10 augmentation, drawn per image: zero-pad by ``pad`` pixels, crop back to
+    the original size at a random offset, flip horizontally with probability 1/2 (torchvision's
+    ``RandomCrop(32, padding=4)`` then ``RandomHorizontalFlip()``, for a whole batch in one gather)."""
+    n, _, h, w = images.shape
+    dev = images.device
+    padded = F.pad(images, (pad, pad, pad, pad)).permute(0, 2, 3, 1)  # (N, H + 2 pad, W + 2 pad, C)
+    dy = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator, device=dev)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1), generator=generator, device=dev)
+    flip = torch.rand(n, 1, generator=generator, device=dev) < 0.5
+    rows = dy + torch.arange(h, device=dev)
+    cols = dx + torch.arange(w, device=dev)
+    cols = torch.where(flip, cols.flip(1), cols)
+    out = padded[torch.arange(n, device=dev)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
 def to_model_input(images_uint8: torch.Tensor, stats: dict = NORMALIZE) -> torch.Tensor:
     """uint8 (N, 3, H, W) -> normalised float, the deterministic evaluation transform."""
     return normalize(images_uint8.float().div_(255.0), stats)

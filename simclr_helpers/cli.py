@@ -46,6 +46,12 @@ EXAMPLES = {
   python -m simclr_helpers ablate --variants full,crop-only --epochs 10 --seeds 5
   python -m simclr_helpers ablate --variants tau-0.1,tau-0.5 --json
 variants: full, no-crop, no-colour, no-grey, crop-only, colour-only, tau-0.1, tau-0.5, blog-optimizer""",
+    "label-efficiency": """examples:
+  python -m simclr_helpers label-efficiency --checkpoint reference --data ~/data/cifar10-jpeg --record
+      (four curves at 1%, 10% and 100% of the labels; the trained ones' epochs chosen on a validation split;
+      resumable: every finished run is kept in --store, default checkpoints/label-efficiency/<run>.jsonl)
+  python -m simclr_helpers label-efficiency --checkpoint checkpoints/smoke/last.pt --fractions 0.1,1.0 \\
+      --grid 0.1:2,4 --grid 1.0:1,2""",
     "results": """examples:
   python -m simclr_helpers results                         # the tables, from simclr_helpers/assets/results.json
   python -m simclr_helpers results --check README.md       # exit 1 if the README says anything else
@@ -170,6 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="print the result as JSON")
     a.add_argument("--record", nargs="?", const="", metavar="RESULTS_JSON",
                    help="store it under 'ablations' (default simclr_helpers/assets/results.json)")
+
+    le = sub.add_parser("label-efficiency", help="probe, from-scratch and fine-tuned curves over label fractions",
+                        epilog=EXAMPLES["label-efficiency"], formatter_class=_formatter)
+    le.add_argument("--checkpoint", required=True, help="a pretraining checkpoint (last.pt), or `reference`")
+    le.add_argument("--data", help="labelled CIFAR-10 (default: the data the checkpoint was trained on)")
+    le.add_argument("--fractions", default="0.01,0.1,1.0", help="label fractions (default 0.01,0.1,1.0)")
+    le.add_argument("--grid", action="append", metavar="FRACTION:EPOCHS,...",
+                    help="epoch budgets tried for one fraction (default 0.01:100,200,400 0.1:25,50,100 1.0:6,12,24)")
+    le.add_argument("--methods", default=",".join(("probe-simclr", "probe-random", "scratch", "finetune")),
+                    help="which curves (default all four)")
+    le.add_argument("--store", metavar="JSONL", help="where every finished run is kept as it ends")
+    le.add_argument("--device")
+    le.add_argument("--record", nargs="?", const="", metavar="RESULTS_JSON",
+                    help="store the summary under 'label_efficiency' (default simclr_helpers/assets/results.json)")
 
     t = sub.add_parser("results", help="print the results tables, or check/update the README's copy",
                        epilog=EXAMPLES["results"], formatter_class=_formatter)
@@ -379,6 +399,48 @@ def cmd_ablate(args) -> int:
     return 0
 
 
+def cmd_label_efficiency(args) -> int:
+    from .checkpoints import RunRecord
+    from .config import default_checkpoint_dir
+    from .label_efficiency import LABELS, METHODS, run_label_efficiency
+    from .runs import run_splits
+
+    try:
+        fractions = tuple(float(f) for f in args.fractions.split(","))
+        grid = {}
+        for item in args.grid or []:
+            fraction, epochs = item.split(":")
+            grid[float(fraction)] = tuple(int(e) for e in epochs.split(","))
+    except ValueError:
+        raise SimclrError("--fractions and --grid take numbers, as in --fractions 0.01,0.1,1.0 --grid 0.1:25,50,100"
+                          ) from None
+    if any(not 0 < f <= 1 for f in fractions) or any(e < 1 for es in grid.values() for e in es):
+        raise SimclrError("every fraction must lie in (0, 1] and every budget be 1 epoch or more.")
+    methods = tuple(m.strip() for m in args.methods.split(","))
+    if unknown := [m for m in methods if m not in METHODS]:
+        raise SimclrError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    record = RunRecord.load(args.checkpoint)
+    _, splits = run_splits(record, args.data)
+    name = Path(args.checkpoint).parent.name
+    store = Path(args.store) if args.store else default_checkpoint_dir() / "label-efficiency" / f"{name}.jsonl"
+    result = run_label_efficiency(args.checkpoint, splits, fractions, grid or None, store, args.device,
+                                  methods, log=_log)
+    for fraction, cell in result["fractions"].items():
+        for method, row in cell.items():
+            print(f"{float(fraction):>5.0%} of the labels, {LABELS[method]}: test top-1 {row['test_top1']:.1%} "
+                  f"({row['epochs']} epochs; validation by budget: {row['grid']})")
+    if args.record is not None:
+        import time
+
+        from .results import RESULTS_FILE, hardware, record_label_efficiency
+        from .runtime import pick_device
+
+        result.update({"hardware": hardware(pick_device(args.device)), "date": time.strftime("%Y-%m-%d"),
+                       "data": splits.train.source.split("/")[0]})
+        _log(f"recorded in {record_label_efficiency(result, Path(args.record) if args.record else RESULTS_FILE)}")
+    return 0
+
+
 def cmd_results(args) -> int:
     from .results import RESULTS_FILE, check_readme, load, markdown_tables, write_readme
 
@@ -418,13 +480,13 @@ def cmd_set_repository(args) -> int:
 
 COMMANDS = {"pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "benchmark": cmd_benchmark, "reproduce": cmd_reproduce, "ablate": cmd_ablate, "results": cmd_results,
-            "build-subset": cmd_build_subset,
+            "build-subset": cmd_build_subset, "label-efficiency": cmd_label_efficiency,
             "gpu-check": cmd_gpu_check, "set-repository": cmd_set_repository}
 
 
 # Commands whose CPU work allocates and frees large tensors all the time: the process keeps freed
 # memory instead of faulting it in again (runtime.keep_freed_memory; a notebook opts in by calling it).
-KEEP_FREED_MEMORY = ("pretrain", "evaluate", "benchmark", "reproduce", "ablate", "gpu-check")
+KEEP_FREED_MEMORY = ("pretrain", "evaluate", "benchmark", "reproduce", "ablate", "gpu-check", "label-efficiency")
 
 
 def main(argv: list[str] | None = None) -> int:

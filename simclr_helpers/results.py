@@ -251,6 +251,13 @@ def record_ablations(result: dict, path: str | Path = RESULTS_FILE) -> Path:
     return _save(data, path)
 
 
+def record_label_efficiency(result: dict, path: str | Path = RESULTS_FILE) -> Path:
+    """Store the label-efficiency comparison (``label-efficiency --record``) under ``label_efficiency``."""
+    data = load(path)
+    data["label_efficiency"] = result
+    return _save(data, path)
+
+
 def ablation_table(ablations: dict | None) -> str:
     """The README's ablation table: mean kNN top-1 over seeds with its standard error, every variant."""
     from .stats import format_accuracy, seed_summary

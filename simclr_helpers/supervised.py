@@ -5,15 +5,16 @@ Label efficiency (notebook 04, ``python -m simclr_helpers reproduce``) compares,
 probe on a random-init backbone, and this: a network of the same stem trained end to end
 with supervision on the same labelled images.
 
-The budget is the pretraining run's: as many optimiser steps, at the same batch size, as
-the SimCLR run took, each on a freshly augmented batch. With 1% of the labels that is
-hundreds of passes over a few hundred images, which is exactly the regime where labels,
-not compute, are what is missing.
+The budget of the recorded rows' baselines is a number of optimiser steps, at the
+pretraining run's batch size, each on a freshly augmented batch; the label-efficiency
+comparison instead trains for a number of epochs chosen on a validation split, and also
+fine-tunes the pretrained backbone (``init``) the same way.
 
 The recipe is a standard supervised one, not SimCLR's: random resized crop (scale
-0.25-1) and flip without colour distortion, SGD with Nesterov momentum 0.9, learning
-rate 0.1 per 256 images with a short warm-up and cosine decay, weight decay 5e-4, label
-smoothing 0.1. Data stay on the device and are augmented in batches, as in pretraining.
+0.25-1) or the standard padded crop, and flip, without colour distortion; SGD with
+Nesterov momentum 0.9, learning rate 0.1 per 256 images with a short warm-up and cosine
+decay, weight decay 5e-4, label smoothing 0.1. Data stay on the device and are augmented
+in batches, as in pretraining.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ SUPERVISED_AUGMENT = AugmentConfig(min_scale=0.25, cj_prob=0.0, gray_prob=0.0)
 
 @dataclass(frozen=True)
 class SupervisedRecipe:
-    steps: int
+    """A budget (``steps``, or ``epochs`` over the labelled images) and the optimiser and augmentation.
+
+    ``augment``: ``"resized-crop"`` (random resized crop, scale 0.25-1, and flip: the recipe of the
+    recorded rows' baselines) or ``"pad-crop"`` (zero-pad 4 pixels, random 32x32 crop, flip: the standard
+    CIFAR-10 recipe of the label-efficiency comparison).
+    """
+
+    steps: int | None = None
     batch_size: int = 256
     lr_per_256: float = 0.1
     momentum: float = 0.9
@@ -43,6 +51,19 @@ class SupervisedRecipe:
     label_smoothing: float = 0.1
     warmup_fraction: float = 0.05
     seed: int = 0
+    epochs: int | None = None
+    augment: str = "resized-crop"
+
+    def total_steps(self, n_images: int) -> int:
+        """The number of optimiser steps: ``steps``, or ``epochs`` passes of whole batches over ``n_images``."""
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError("give a supervised recipe either steps or epochs")
+        return self.steps if self.steps is not None else self.epochs * steps_per_epoch(n_images, self.batch_size)
+
+
+def steps_per_epoch(n_images: int, batch_size: int) -> int:
+    """Batches in one pass over ``n_images``: the last short batch dropped, at least one."""
+    return max(1, n_images // min(batch_size, n_images))
 
 
 class SupervisedNet(nn.Module):
@@ -58,10 +79,20 @@ class SupervisedNet(nn.Module):
 
 
 def train_supervised(train: ImageTensors, stem: str, recipe: SupervisedRecipe, device=None,
-                     stats: dict = NORMALIZE, progress: bool = False) -> SupervisedNet:
-    """A network of ``stem`` trained from scratch on ``train``'s images and labels."""
+                     stats: dict = NORMALIZE, progress: bool = False, init: dict | None = None,
+                     validation: ImageTensors | None = None, evaluations: int = 10):
+    """A network of ``stem`` trained end to end on ``train``'s images and labels.
+
+    ``init``: a backbone state dict to start from (fine-tuning a pretrained backbone, notebook 04),
+    else random initialisation (training from scratch). ``validation``: labelled images held out of
+    training; their top-1 is measured ``evaluations`` times, evenly over the run, and the call then
+    returns ``(model, curve)`` with ``curve`` a list of ``{"step", "epoch", "val_top1"}``. Without it,
+    only the model. Nothing here reads the test set.
+    """
     from tqdm.auto import tqdm
 
+    from .augment import pad_crop_flip, to_model_input
+    from .evaluate import accuracy_from
     from .runtime import (
         backward_and_step,
         pick_device,
@@ -73,9 +104,14 @@ def train_supervised(train: ImageTensors, stem: str, recipe: SupervisedRecipe, d
 
     dev = pick_device(device)
     seed_everything(recipe.seed)
-    model = SupervisedNet(stem, len(train.classes)).to(dev).to(memory_format=torch.channels_last)
+    model = SupervisedNet(stem, len(train.classes))
+    if init is not None:
+        model.backbone.load_state_dict(init)
+    model = model.to(dev).to(memory_format=torch.channels_last)
     precision = pick_precision(dev)
     batch = min(recipe.batch_size, len(train))
+    total = recipe.total_steps(len(train))
+    per_epoch = steps_per_epoch(len(train), batch)
     lr = recipe.lr_per_256 * batch / 256
     decay, no_decay = [], []
     for p in model.parameters():
@@ -83,15 +119,23 @@ def train_supervised(train: ImageTensors, stem: str, recipe: SupervisedRecipe, d
     opt = torch.optim.SGD([{"params": decay, "weight_decay": recipe.weight_decay},
                            {"params": no_decay, "weight_decay": 0.0}], lr=lr, momentum=recipe.momentum,
                           nesterov=True)
-    sched = warmup_cosine_schedule(opt, recipe.steps, max(1, int(recipe.warmup_fraction * recipe.steps)))
+    sched = warmup_cosine_schedule(opt, total, max(1, int(recipe.warmup_fraction * total)))
     scaler = precision.grad_scaler()
     g = torch.Generator(device=dev).manual_seed(recipe.seed)
-    augment = BatchedSimCLRAugment(SUPERVISED_AUGMENT, stats, generator=g)
+    if recipe.augment == "pad-crop":
+        def augment(x):
+            return to_model_input(pad_crop_flip(x, g), stats)
+    elif recipe.augment == "resized-crop":
+        augment = BatchedSimCLRAugment(SUPERVISED_AUGMENT, stats, generator=g)
+    else:
+        raise ValueError(f"unknown supervised augmentation {recipe.augment!r}")
     images, labels = train.images.to(dev), train.labels.to(dev)
+    checks = {round(total * (i + 1) / evaluations) for i in range(evaluations)} if validation is not None else set()
+    curve = []
     model.train()
     passes = itertools.chain.from_iterable(  # pass after pass over the labelled images, each freshly shuffled
         shuffled_batches(len(images), batch, g, dev) for _ in itertools.count())
-    bar = tqdm(range(recipe.steps), desc="supervised", disable=not progress, leave=False, unit="step")
+    bar = tqdm(range(total), desc="supervised", disable=not progress, leave=False, unit="step")
     for step, idx in zip(bar, passes):
         x = augment(images[idx]).contiguous(memory_format=torch.channels_last)
         with precision.autocast(dev.type):
@@ -101,7 +145,12 @@ def train_supervised(train: ImageTensors, stem: str, recipe: SupervisedRecipe, d
         sched.step()
         if step % 20 == 0:
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-    return model.eval()
+        if step + 1 in checks:
+            top1 = accuracy_from(predict(model, validation, stats, device=dev), validation.labels.cpu()).top1
+            curve.append({"step": step + 1, "epoch": round((step + 1) / per_epoch, 2), "val_top1": round(top1, 4)})
+            model.train()
+    model.eval()
+    return (model, curve) if validation is not None else model
 
 
 def predict(model: SupervisedNet, images: ImageTensors, stats: dict = NORMALIZE, batch_size: int = 512,

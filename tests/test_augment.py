@@ -187,3 +187,24 @@ def test_lightly_transform_uses_course_settings():
     assert "RandomResizedCrop" in text and "size=(32, 32)" in text
     assert "brightness=(0.6, 1.4)" in text and "hue=(-0.1, 0.1)" in text
     assert str(NORMALIZE["mean"][0]) in text
+
+
+def test_pad_crop_flip_is_torchvisions_random_crop_and_flip_per_image():
+    """Every output is the 32x32 window of the zero-padded image at its own offset, flipped or not, and the
+    offsets and flips vary from image to image."""
+    import torch.nn.functional as F
+
+    from simclr_helpers.augment import pad_crop_flip
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(1, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=g)
+    out = pad_crop_flip(images, torch.Generator().manual_seed(1))
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    padded = F.pad(images, (4, 4, 4, 4))
+    placements = set()
+    for i in range(len(images)):
+        match = [(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (False, True)
+                 if torch.equal(out[i], (lambda w: w.flip(-1) if flip else w)(padded[i, :, dy:dy + 32, dx:dx + 32]))]
+        assert match, f"image {i} is not a window of its padded image"
+        placements.add(match[0])
+    assert len(placements) > 20 and {flip for _, _, flip in placements} == {False, True}

@@ -1,0 +1,150 @@
+"""Label efficiency, compared fairly: what 1%, 10% and 100% of the labels buy with and without SimCLR.
+
+Four curves on the same class-balanced label subsets, measured on the same test images:
+
+* ``probe-simclr``: a linear probe on the frozen SimCLR backbone's features (``evaluate``, 100 epochs);
+* ``probe-random``: the same probe on a random-init backbone of the same stem;
+* ``scratch``: a ResNet-18 of the same stem trained from scratch with the standard supervised
+  augmentation (padded random crop and flip, ``supervised.train_supervised``);
+* ``finetune``: the SimCLR backbone with a new linear layer, trained end to end with the same recipe.
+
+The two trained curves get their number of epochs from a validation split, never from the test set:
+the training images the run held out of pretraining (its kNN-monitor queries, 10%), which neither the
+backbone nor any labelled subset has seen. Each budget of a doubling grid is trained with its own warm-up
+and cosine schedule; the budget with the best validation top-1 is the one reported, and the whole grid is
+kept, so that a reader sees whether doubling the budget still helped (then the grid was too short).
+
+Every finished (method, fraction, epochs) is appended to a JSON-lines store as it ends, so an interrupted
+run continues where it stopped, as the ablation does. Each keeps its per-image test correctness (packed
+bits), so that any two curves at one fraction compare on the same test images (``stats.paired``).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .data import CIFARSplits, ImageTensors
+from .store import append_store, read_store
+
+FRACTIONS = (0.01, 0.1, 1.0)
+# Doubling grids of epochs per label fraction: about the same number of optimiser steps at the top of each.
+EPOCH_GRID = {0.01: (100, 200, 400), 0.1: (25, 50, 100), 1.0: (6, 12, 24)}
+PROBES = ("probe-simclr", "probe-random")
+TRAINED = ("scratch", "finetune")
+METHODS = (*PROBES, *TRAINED)
+LABELS = {"probe-simclr": "linear probe, SimCLR features", "probe-random": "linear probe, random-init features",
+          "scratch": "ResNet-18 from scratch (supervised)", "finetune": "SimCLR network fine-tuned"}
+VALIDATION_FRACTION = 0.1  # the share of the training images the run held out of pretraining
+
+
+def pack(correct) -> str:
+    """Per-image correctness (booleans) as a short base64 string of bits."""
+    bits = np.packbits(np.asarray(correct, dtype=bool))
+    return base64.b64encode(bits.tobytes()).decode()
+
+
+def unpack(text: str, n: int) -> np.ndarray:
+    """The booleans ``pack`` stored, for ``n`` images."""
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n].astype(bool)
+
+
+def split_validation(train: ImageTensors, seed: int = 0) -> tuple[ImageTensors, ImageTensors]:
+    """(labelled pool, validation): the same split ``runs.load_pretrain_data`` made for the kNN monitor, so the
+    validation images are the ones the pretrained backbone never saw."""
+    return train.split(VALIDATION_FRACTION, seed=seed)
+
+
+def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[float] = FRACTIONS,
+                         grid: dict | None = None, store: str | Path | None = None, device=None,
+                         methods: Sequence[str] = METHODS, log: Callable[[str], None] | None = print,
+                         progress: bool = True) -> dict:
+    """Measure the four curves for ``checkpoint`` (a pretraining checkpoint or ``reference``) on ``splits``."""
+    from .evaluate import extract_features, freeze, label_subset, linear_accuracy, train_linear_probe
+    from .models import build_backbone
+    from .runtime import pick_device, seed_everything
+    from .supervised import SupervisedRecipe, predict, train_supervised
+    from .train import load_simclr
+
+    log = log or (lambda s: None)
+    grid = {f: tuple(grid.get(f, EPOCH_GRID.get(f, ()))) for f in fractions} if grid else EPOCH_GRID
+    dev = pick_device(device)
+    model, record = load_simclr(checkpoint, device=dev)
+    p, stats = record.profile, record.normalize
+    pool, validation = split_validation(splits.train, p.seed)
+    test = splits.test
+    n_classes = len(splits.train.classes)
+    budget = {"checkpoint": str(checkpoint), "stem": p.stem, "n_pool": len(pool), "n_validation": len(validation),
+              "n_test": len(test), "probe_epochs": p.linear_epochs, "batch_size": p.batch_size}
+    done = read_store(store, budget, key=_key) if store else {}
+    jobs = [(m, f, p.linear_epochs) for f in fractions for m in PROBES if m in methods]
+    jobs += [(m, f, e) for f in fractions for m in TRAINED if m in methods for e in grid[f]]
+    todo = [job for job in jobs if job not in done]
+    log(f"label efficiency: {len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to go")
+
+    features = {}
+    if any(m in PROBES for m, _, _ in todo):
+        seed_everything(p.seed)
+        backbones = {"probe-simclr": freeze(model.backbone), "probe-random": freeze(build_backbone(p.stem).to(dev))}
+        for name, net in backbones.items():
+            features[name] = tuple(extract_features(net, part, stats, device=dev, progress=progress, desc=name)
+                                   for part in (pool, validation, test))
+    t_start = time.perf_counter()
+    for i, (method, fraction, epochs) in enumerate(todo):
+        t0 = time.perf_counter()
+        idx = label_subset(pool.labels, fraction, p.seed)
+        entry = {"method": method, "fraction": fraction, "epochs": epochs, "n_labels": len(idx)}
+        if method in PROBES:
+            f_pool, f_val, f_test = features[method]
+            fc = train_linear_probe(f_pool[idx], pool.labels[idx].cpu(), n_classes, epochs=epochs, seed=p.seed)
+            val_pred, test_pred = (linear_accuracy(fc, f, y.cpu()).predictions
+                                   for f, y in ((f_val, validation.labels), (f_test, test.labels)))
+            curve = []
+        else:
+            recipe = SupervisedRecipe(epochs=epochs, batch_size=p.batch_size, seed=p.seed, augment="pad-crop")
+            init = model.backbone.state_dict() if method == "finetune" else None
+            net, curve = train_supervised(pool.subset(idx), p.stem, recipe, dev, stats, progress=progress,
+                                          init=init, validation=validation)
+            val_pred, test_pred = predict(net, validation, stats, device=dev), predict(net, test, stats, device=dev)
+        val_ok = (val_pred == validation.labels.cpu()).numpy()
+        test_ok = (test_pred == test.labels.cpu()).numpy()
+        entry.update({"val_top1": round(float(val_ok.mean()), 4), "test_top1": round(float(test_ok.mean()), 4),
+                      "val_correct": pack(val_ok), "test_correct": pack(test_ok), "curve": curve,
+                      "seconds": round(time.perf_counter() - t0, 1), "budget": budget})
+        done[_key(entry)] = entry
+        if store:
+            append_store(store, entry)
+        elapsed = time.perf_counter() - t_start
+        log(f"{method}, {fraction:.0%} of the labels ({len(idx)} images), {epochs} epochs: validation "
+            f"{entry['val_top1']:.1%}, test {entry['test_top1']:.1%} ({entry['seconds']:.0f} s); {i + 1}/{len(todo)} "
+            f"done, {elapsed / 60:.0f} min so far")
+    return summarise(list(done.values()), budget, fractions, methods)
+
+
+def _key(entry: dict) -> tuple:
+    return entry["method"], entry["fraction"], entry["epochs"]
+
+
+def summarise(entries: list[dict], budget: dict, fractions: Sequence[float] = FRACTIONS,
+              methods: Sequence[str] = METHODS) -> dict:
+    """Per fraction and method: the chosen run (the best validation top-1; the fewer epochs on a tie), its test
+    top-1 and correctness, and the validation top-1 of every budget of the grid."""
+    table = {}
+    for fraction in fractions:
+        cell = table.setdefault(str(fraction), {})
+        for method in methods:
+            runs = sorted((e for e in entries if e["method"] == method and e["fraction"] == fraction),
+                          key=lambda e: e["epochs"])
+            if not runs:
+                continue
+            best = max(runs, key=lambda e: (e["val_top1"], -e["epochs"]))
+            cell[method] = {"epochs": best["epochs"], "n_labels": best["n_labels"], "val_top1": best["val_top1"],
+                            "test_top1": best["test_top1"], "test_correct": best["test_correct"],
+                            "grid": {str(e["epochs"]): e["val_top1"] for e in runs},
+                            "curve": best["curve"]}
+    return {**budget, "fractions": table,
+            "seconds": round(sum(e["seconds"] for e in entries), 1)}

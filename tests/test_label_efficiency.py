@@ -1,0 +1,94 @@
+"""Label efficiency: four curves on the same subsets, budgets chosen on validation images, resumable."""
+
+import json
+
+import numpy as np
+import pytest
+
+from simclr_helpers import label_efficiency as le
+from simclr_helpers.data import CIFARSplits
+
+
+@pytest.fixture(scope="module")
+def small_splits(bundled):
+    return CIFARSplits(bundled.train.balanced_subset(600), bundled.test.balanced_subset(200))
+
+
+def test_packed_correctness_round_trips():
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 8, 1000, 10_000):
+        bits = rng.random(n) < 0.6
+        assert np.array_equal(le.unpack(le.pack(bits), n), bits)
+    assert len(le.pack(np.ones(10_000, bool))) < 1700  # 10,000 test images in about 1.7 kB
+
+
+def test_validation_is_the_pretraining_runs_held_out_split(bundled):
+    """The validation images are exactly the kNN-monitor queries ``load_pretrain_data`` held out of pretraining."""
+    from simclr_helpers.config import get_profile
+    from simclr_helpers.runs import load_pretrain_data
+
+    data = load_pretrain_data(get_profile("smoke"), log=None)
+    pool, validation = le.split_validation(bundled.train)
+    assert pool.images.equal(data["train"].images) and validation.images.equal(data["monitor"][1].images)
+
+
+def test_curves_budgets_and_resume(tiny_run, small_splits, tmp_path):
+    store = tmp_path / "store.jsonl"
+    lines = []
+    grid = {0.1: (1, 2), 1.0: (1,)}
+    result = le.run_label_efficiency(tiny_run.checkpoint, small_splits, (0.1, 1.0), grid, store, "cpu",
+                                     log=lines.append, progress=False)
+    entries = [json.loads(line) for line in store.read_text().splitlines()]
+    assert len(entries) == 2 * 2 + 2 + 1 + 2 + 1  # probes at both fractions, then each grid for both trained
+    assert lines[0] == "label efficiency: 10 runs, 0 already done, 10 to go"
+    cell = result["fractions"]["0.1"]
+    assert set(cell) == set(le.METHODS)
+    for method in le.TRAINED:  # the chosen budget is the best on validation, the grid is kept
+        assert set(cell[method]["grid"]) == {"1", "2"}
+        assert cell[method]["val_top1"] == max(cell[method]["grid"].values())
+        assert cell[method]["curve"] and all("val_top1" in point for point in cell[method]["curve"])
+    n_pool = result["n_pool"]
+    assert cell["probe-simclr"]["n_labels"] == cell["scratch"]["n_labels"] == pytest.approx(0.1 * n_pool, abs=10)
+    assert result["fractions"]["1.0"]["finetune"]["n_labels"] == n_pool
+    correct = le.unpack(cell["scratch"]["test_correct"], result["n_test"])
+    assert correct.mean() == pytest.approx(cell["scratch"]["test_top1"], abs=1e-4)
+
+    again = le.run_label_efficiency(tiny_run.checkpoint, small_splits, (0.1, 1.0), grid, store, "cpu",
+                                    log=lines.append, progress=False)
+    assert lines[-1] == "label efficiency: 10 runs, 10 already done, 0 to go"
+    assert again["fractions"] == result["fractions"]
+
+
+def test_finetuning_starts_from_the_pretrained_backbone(tiny_run, small_splits, monkeypatch):
+    """fine-tune and from-scratch differ only in their start: the SimCLR backbone, or random weights."""
+    import simclr_helpers.supervised as supervised
+
+    starts = {}
+    real = supervised.train_supervised
+
+    def spy(train, stem, recipe, device=None, stats=None, progress=False, init=None, validation=None, **kw):
+        starts[init is None] = recipe
+        return real(train, stem, recipe, device, stats, progress, init, validation, **kw)
+
+    monkeypatch.setattr(supervised, "train_supervised", spy)
+    le.run_label_efficiency(tiny_run.checkpoint, small_splits, (1.0,), {1.0: (1,)}, None, "cpu",
+                            methods=("scratch", "finetune"), log=None, progress=False)
+    assert set(starts) == {True, False} and starts[True] == starts[False]  # the same recipe for both
+    assert starts[True].augment == "pad-crop" and starts[True].epochs == 1
+
+
+def test_the_command_records_its_summary_and_refuses_bad_arguments(tiny_run, tmp_path, capsys):
+    from simclr_helpers.cli import main
+    from simclr_helpers.results import load
+
+    results = tmp_path / "results.json"
+    args = ["label-efficiency", "--checkpoint", str(tiny_run.checkpoint), "--fractions", "1.0",
+            "--methods", "probe-simclr,probe-random", "--store", str(tmp_path / "s.jsonl")]
+    assert main([*args, "--record", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "100% of the labels, linear probe, SimCLR features: test top-1" in out
+    stored = load(results)["label_efficiency"]
+    assert set(stored["fractions"]["1.0"]) == {"probe-simclr", "probe-random"} and stored["n_test"] == 1000
+    assert main([*args, "--grid", "1.0:0"]) == 2
+    assert main([*args, "--methods", "magic"]) == 2
+    assert "unknown method(s) magic" in capsys.readouterr().err
