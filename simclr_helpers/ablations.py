@@ -37,7 +37,7 @@ from .config import NORMALIZE, Profile
 from .data import ImageTensors
 from .models import SimCLRModel
 from .runtime import pick_device, pick_precision, seed_everything
-from .stats import compare, seed_summary
+from .stats import Comparison, over_seeds, seed_interval
 from .store import append_store, read_store
 
 DEFAULT_EPOCHS = 4  # per run: 9 variants x 3 seeds, estimated at about 14 minutes on an idle 2-core CPU
@@ -230,22 +230,28 @@ def default_store(profile: Profile, n_pretrain: int) -> Path:
             / f"{profile.name}-{profile.stem}-{profile.epochs}ep-b{profile.batch_size}-n{n_pretrain}.jsonl")
 
 
-def summary(result: dict, key: str) -> dict | None:
-    """Mean kNN top-1 of a recorded variant over its seeds, with its standard error (``stats.seed_summary``)."""
+def seeds_of(result: dict, key: str) -> list[float] | None:
+    """The per-seed kNN top-1 of a recorded variant (or of ``random-init``), in seed order; None if not measured."""
     if key == RANDOM_INIT:
-        return seed_summary(result["random_init"]["knn"], result["n_test"])
+        return result["random_init"]["knn"]
     row = next((r for r in result["variants"] if r["key"] == key), None)
-    return None if row is None else seed_summary(row["knn"], result["n_test"])
+    return None if row is None else row["knn"]
+
+
+def summary(result: dict, key: str) -> dict | None:
+    """Mean kNN top-1 of a recorded variant over its seeds, with the mean's 95% t interval (``stats.seed_interval``)."""
+    values = seeds_of(result, key)
+    return None if values is None else seed_interval(values)
 
 
 def group_rows(result: dict, group: str) -> list[dict]:
-    """The recorded variants of one chart, in order: ``{"key", "label", "mean", "se", "seeds"}`` each."""
+    """The recorded variants of one chart, in order: ``{"key", "label", "mean", "low", "high", "seeds"}`` each."""
     pairs = result.get("groups", {}).get(group) or GROUPS[group]
     out = []
     for key, label in pairs:
         s = summary(result, key)
         if s is not None:
-            out.append({"key": key, "label": label, **s})
+            out.append({"key": key, "label": label.replace("\n", " "), **s})
     return out
 
 
@@ -258,18 +264,39 @@ def budget(result: dict) -> str:
             f"{result['n_bank']:,} labelled training images; {result['hardware']}, {result['date']}")
 
 
-def comparisons(result: dict, group: str, reference: str = "full", random_init: bool = False) -> list[str]:
-    """A sentence for every variant of ``group`` against the reference (the full recipe) and, with
-    ``random_init``, every variant (the reference too) against a random-init backbone."""
+def comparisons(result: dict, group: str, reference: str = "full", random_init: bool = False) -> list[Comparison]:
+    """Every variant of ``group`` against the reference (the full recipe) and, with ``random_init``, every
+    variant (the reference too) against a random-init backbone: the gap of the means over seeds with its 95%
+    t interval, paired by seed (every variant ran the same seeds: the same initial weights and data order)."""
     rows = {r["key"]: r for r in group_rows(result, group)}
-    ref = rows.get(reference)
-    rand = summary(result, RANDOM_INIT)
-    lines = []
+    out = []
     for key, row in rows.items():
-        label = row["label"].split("\n")[0]  # a chart's label, its first line for a sentence
-        if key != reference and ref is not None:
-            lines.append(compare(label, row["mean"], ref["label"].split("\n")[0], ref["mean"],
-                                 se_a=row["se"], se_b=ref["se"]))
+        if key != reference and reference in rows:
+            out.append(over_seeds(row["label"], seeds_of(result, key), rows[reference]["label"],
+                                  seeds_of(result, reference)))
         if random_init:
-            lines.append(compare(label, row["mean"], "random init", rand["mean"], se_a=row["se"], se_b=rand["se"]))
-    return lines
+            out.append(over_seeds(row["label"], seeds_of(result, key), "random init",
+                                  seeds_of(result, RANDOM_INIT)))
+    return out
+
+
+def show(result: dict | None, group: str, random_init: bool = False, ax=None):
+    """What notebooks 02 and 03 show of a recorded ablation group: how it was measured, every variant's mean
+    with its 95% interval, every comparison in one sentence form, and the gaps drawn against the full
+    recipe (``plots.ablation_gaps``). Returns the figure, or None (and says so) without a recorded ablation."""
+    from .plots import ablation_gaps
+
+    if not result:
+        print("no ablation in simclr_helpers/assets/results.json yet: run `python -m simclr_helpers ablate --record`")
+        return None
+    print(f"simclr_helpers/assets/results.json, `{result.get('command', 'python -m simclr_helpers ablate')}`:")
+    print(budget(result))
+    for row in group_rows(result, group):
+        interval = f" [{100 * row['low']:.1f}, {100 * row['high']:.1f}]" if row["low"] is not None else ""
+        print(f"{row['label']:>24}: kNN top-1 {100 * row['mean']:.1f}%{interval} (mean of {row['seeds']} seeds)")
+    found = comparisons(result, group, random_init=random_init)
+    for comparison in found:
+        print(comparison)
+    against_full = [c for c in found if c.b != "random init"]
+    return ablation_gaps(against_full, f"{group}: kNN top-1 against the full recipe (95% intervals over seeds)",
+                         ax=ax) if against_full else None

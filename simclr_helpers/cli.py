@@ -348,6 +348,7 @@ def cmd_ablate(args) -> int:
     from .ablations import (
         DEFAULT_EPOCHS,
         DEFAULT_SEEDS,
+        GROUPS,
         VARIANTS,
         comparisons,
         default_store,
@@ -356,7 +357,7 @@ def cmd_ablate(args) -> int:
     )
     from .config import get_profile
     from .runs import load_pretrain_data
-    from .stats import format_accuracy, seed_summary
+    from .stats import seed_interval
 
     epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
     seeds = DEFAULT_SEEDS if args.seeds is None else args.seeds
@@ -383,15 +384,16 @@ def cmd_ablate(args) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        n = result["n_test"]
         for row in result["variants"]:
-            s = seed_summary(row["knn"], n)
-            print(f"{row['key']:<15} kNN top-1 {format_accuracy(s['mean'], se=s['se'])}  ({row['description']})")
-        s = seed_summary(result["random_init"]["knn"], n)
-        print(f"{'random init':<15} kNN top-1 {format_accuracy(s['mean'], se=s['se'])}")
-        for group in ("augmentation", "temperature", "optimiser"):
-            for line in comparisons(result, group, random_init=group == "augmentation"):
-                print(f"{group}: {line}")
+            s = seed_interval(row["knn"])
+            interval = f" [{100 * s['low']:.1f}, {100 * s['high']:.1f}]" if s["low"] is not None else ""
+            print(f"{row['key']:<15} kNN top-1 {100 * s['mean']:.1f}%{interval}  ({row['description']})")
+        s = seed_interval(result["random_init"]["knn"])
+        print(f"{'random init':<15} kNN top-1 {100 * s['mean']:.1f}%")
+        if seeds > 1:
+            for group in GROUPS:
+                for comparison in comparisons(result, group, random_init=group == "augmentation"):
+                    print(f"{group}: {comparison}")
     if args.record is not None:
         from .results import RESULTS_FILE, record_ablations
 

@@ -193,27 +193,22 @@ def grouped_bars(values: dict[str, dict[str, float]], title: str, n: int | None 
     return ax.figure
 
 
-def ablation_bars(rows: list[dict], title: str, reference: tuple[str, float] | None = None, ax=None):
-    """Mean kNN top-1 of ablation variants with standard-error bars (notebooks 02 and 03).
-
-    ``rows``: ``{"label", "mean", "se"}`` each (``ablations.group_rows``); ``reference``:
-    (label, value) of a dashed line, such as the random-init backbone.
-    """
+def ablation_gaps(comparisons: list, title: str, ax=None):
+    """Gaps against a reference with their 95% intervals: a dot and a bar per comparison, a line at zero
+    (notebooks 02 and 03). ``comparisons``: ``stats.Comparison`` objects, A - B each; a resolved gap
+    (its interval clear of zero) is drawn in colour, the others in grey."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.2 * len(rows) + 1.8, 3.4))
-    labels = [r["label"] for r in rows]
-    means = [r["mean"] for r in rows]
-    err = [r["se"] for r in rows]
-    ax.bar(range(len(rows)), means, yerr=err, capsize=4, color=plt.cm.tab10(np.arange(len(rows))))
-    for i, (m, e) in enumerate(zip(means, err)):
-        ax.text(i, m + e, f"{m:.1%}", ha="center", va="bottom")
-    if reference:
-        ax.axhline(reference[1], color="grey", linestyle="--", linewidth=1, label=reference[0])
-        ax.legend(loc="lower right")
-    ax.set_xticks(range(len(rows)), labels)
-    top = max(means + ([reference[1]] if reference else [])) if means else 1
-    ax.set(title=title, ylabel="kNN top-1 (test)", ylim=(0, top * 1.3 or 1))
-    ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
+        _, ax = plt.subplots(figsize=(7.5, 0.55 * len(comparisons) + 1.4))
+    ys = np.arange(len(comparisons))[::-1]
+    for y, c in zip(ys, comparisons):
+        colour = ("tab:blue" if c.gap > 0 else "tab:red") if c.resolved else "grey"
+        ax.plot([100 * c.low, 100 * c.high], [y, y], color=colour, linewidth=2)
+        ax.plot(100 * c.gap, y, "o", color=colour)
+        ax.annotate(f"{100 * c.gap:+.1f}", (100 * c.gap, y), textcoords="offset points", xytext=(0, 6),
+                    ha="center", fontsize=8, color=colour)
+    ax.axvline(0, color="black", linewidth=1)
+    ax.set_yticks(ys, [f"{c.a} - {c.b}" for c in comparisons])
+    ax.set(title=title, xlabel="gap in kNN top-1 (points)", ylim=(-0.7, len(comparisons) - 0.3))
     ax.figure.tight_layout()
     return ax.figure
 

@@ -259,27 +259,36 @@ def record_label_efficiency(result: dict, path: str | Path = RESULTS_FILE) -> Pa
 
 
 def ablation_table(ablations: dict | None) -> str:
-    """The README's ablation table: mean kNN top-1 over seeds with its standard error, every variant."""
-    from .stats import format_accuracy, seed_summary
+    """The README's ablation table: every variant's mean kNN top-1 over seeds with its 95% t interval, and its
+    gap to the full recipe, paired by seed, with that gap's interval and whether it is resolved."""
+    from .ablations import RANDOM_INIT, seeds_of
+    from .stats import over_seeds, seed_interval
 
     if not ablations:
         return f"Not measured yet: `{ABLATE_COMMAND}` (about a quarter of an hour on two CPU cores).\n"
     n = ablations["n_test"]
     seeds = ablations["seeds"]
-    lines = ["| variant | what changes | kNN top-1 (mean ± standard error) | per seed |", "|---|---|---|---|"]
-    rand = ablations["random_init"]["knn"]
-    for v in ablations["variants"]:
-        s = seed_summary(v["knn"], n)
-        lines.append(f"| `{v['key']}` | {v['description']} | {format_accuracy(s['mean'], se=s['se'])} "
-                     f"| {', '.join(_pct(x) for x in v['knn'])} |")
-    s = seed_summary(rand, n)
-    lines.append(f"| random init | no pretraining (the floor) | {format_accuracy(s['mean'], se=s['se'])} "
-                 f"| {', '.join(_pct(x) for x in rand)} |")
+    full = seeds_of(ablations, "full")
+    lines = ["| variant | what changes | kNN top-1, mean [95% interval] | minus the full recipe [95% interval] "
+             "| per seed |", "|---|---|---|---|---|"]
+    rows = [(f"`{v['key']}`", v["description"], v["key"]) for v in ablations["variants"]]
+    rows.append(("random init", "no pretraining (the floor)", RANDOM_INIT))
+    for name, description, key in rows:
+        values = seeds_of(ablations, key)
+        s = seed_interval(values)
+        mean = f"{100 * s['mean']:.1f}%" + (f" [{100 * s['low']:.1f}, {100 * s['high']:.1f}]" if s["low"] else "")
+        gap = "—"
+        if key != "full" and full is not None and len(values) == len(full) > 1:
+            c = over_seeds(key, values, "full", full)
+            gap = (f"{100 * c.gap:+.1f} [{100 * c.low:+.1f}, {100 * c.high:+.1f}]: "
+                   f"{'resolved' if c.resolved else 'not resolved'}")
+        lines.append(f"| {name} | {description} | {mean} | {gap} | {', '.join(_pct(x) for x in values)} |")
     lines += ["", f"Each run: {ablations['epochs']} epochs of the `{ablations['profile']}` profile "
               f"({ablations['data']}, {ablations['n_pretrain']:,} pretraining images, {ablations['stem']} stem, "
               f"batch {ablations['batch_size']}), seeds {', '.join(map(str, seeds))}; kNN top-1 (k = "
               f"{ablations['knn_k']}) of the {n:,} test images against {ablations['n_bank']:,} labelled training "
-              "images. The standard error combines the spread over seeds with the test set's sampling error. "
+              "images. Intervals are 95% t intervals over the seeds; a gap to the full recipe is paired by seed "
+              "(every variant ran the same seeds). "
               f"Measured with `{ablations.get('command', ABLATE_COMMAND)}` on {ablations['hardware']} "
               f"({ablations['date']}, torch "
               f"{ablations['torch']}, {_duration(ablations['seconds'])})."]

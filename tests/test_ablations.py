@@ -75,12 +75,27 @@ def test_groups_summaries_and_honest_comparisons():
     result = _fake_result()
     rows = ablations.group_rows(result, "augmentation")
     assert [r["key"] for r in rows] == ["full", "no-crop"]  # only what was measured, in the chart's order
-    assert rows[0]["mean"] == pytest.approx(0.35) and rows[0]["seeds"] == 3 and rows[0]["se"] > 0.015
-    lines = ablations.comparisons(result, "augmentation", random_init=True)
-    assert any(line.startswith("full recipe beats no crop by 10.0 points") for line in lines)
+    assert rows[0]["mean"] == pytest.approx(0.35) and rows[0]["seeds"] == 3
+    assert rows[0]["high"] - rows[0]["mean"] == pytest.approx(4.303 * 0.01 / 3 ** 0.5, rel=1e-3)  # t, 2 df
+    found = [str(c) for c in ablations.comparisons(result, "augmentation", random_init=True)]
+    # no-crop is 10 points below full in every seed: paired by seed, the interval is a point
+    assert "no crop - full recipe = -10.0 points, 95% interval [-10.0, -10.0]: resolved" in found[1]
     temperature = ablations.comparisons(result, "temperature")
-    assert len(temperature) == 1 and "within the noise" in temperature[0]
+    assert len(temperature) == 1 and not temperature[0].resolved  # 0.35, 0.34, 0.36 against 0.35, 0.36, 0.34
     assert "4 epochs" in ablations.budget(result) and "1,000 test images" in ablations.budget(result)
+
+
+def test_show_prints_every_comparison_and_draws_the_gaps(capsys):
+    import matplotlib.pyplot as plt
+
+    fig = ablations.show(_fake_result(), "augmentation", random_init=True)
+    out = capsys.readouterr().out
+    assert "full recipe: kNN top-1 35.0% [" in out and "no crop - random init" in out
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["no crop - full recipe"]
+    assert any(line.get_xdata()[0] == 0 for line in ax.lines)  # the zero line
+    plt.close("all")
+    assert ablations.show(None, "augmentation") is None and "no ablation" in capsys.readouterr().out
 
 
 def test_results_file_and_readme_block(tmp_path):
@@ -100,7 +115,8 @@ def test_results_file_and_readme_block(tmp_path):
     assert [v["key"] for v in results.load_ablations(path)["variants"]] == ["full"]
     assert results.load(path)["rows"] == []  # nothing else of the file is touched
     table = results.ablation_table(_fake_result())
-    assert "| `no-crop` |" in table and "25.0% ± " in table and "random init" in table and "4 epochs" in table
+    assert "| `no-crop` |" in table and "random init" in table and "4 epochs" in table
+    assert "| 25.0% [" in table and "| -10.0 [-10.0, -10.0]: resolved |" in table
     start, end = results._markers("ablations")
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{results.readme_block([])}\n\n{start}\nold\n{end}\n")

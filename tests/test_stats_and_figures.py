@@ -96,9 +96,12 @@ def test_bars_with_errors_and_a_reference():
     fig = plots.grouped_bars({"kNN": {"SimCLR": 0.36, "random init": 0.27},
                               "linear": {"SimCLR": 0.39, "random init": 0.35}}, "t", n=1000)
     assert len(fig.axes[0].patches) == 4 and [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["kNN", "linear"]
-    rows = [{"label": "full", "mean": 0.35, "se": 0.01}, {"label": "no crop", "mean": 0.25, "se": 0.02}]
-    fig = plots.ablation_bars(rows, "t", reference=("random init", 0.27))
-    assert [p.get_height() for p in fig.axes[0].patches] == [0.35, 0.25]
+    from simclr_helpers.stats import Comparison
+
+    gaps = [Comparison("no crop", "full", -0.1, -0.12, -0.08, "m"),
+            Comparison("no grey", "full", 0.0, -0.01, 0.01, "m")]
+    fig = plots.ablation_gaps(gaps, "t")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["no crop - full", "no grey - full"]
     fig = plots.label_efficiency({"a": {0.01: 0.2, 1.0: 0.4}}, "t", n=1000)
     assert fig.axes[0].get_ylabel()
     plt.close("all")
