@@ -251,7 +251,7 @@ def group_rows(result: dict, group: str) -> list[dict]:
     for key, label in pairs:
         s = summary(result, key)
         if s is not None:
-            out.append({"key": key, "label": label.replace("\n", " "), **s})
+            out.append({"key": key, "label": label.split("\n")[0], **s})  # a chart label's first line
     return out
 
 
@@ -298,5 +298,7 @@ def show(result: dict | None, group: str, random_init: bool = False, ax=None):
     for comparison in found:
         print(comparison)
     against_full = [c for c in found if c.b != "random init"]
-    return ablation_gaps(against_full, f"{group}: kNN top-1 against the full recipe (95% intervals over seeds)",
-                         ax=ax) if against_full else None
+    if not against_full:
+        return None
+    return ablation_gaps(against_full, f"{group}: gap in kNN top-1 to {against_full[0].b}\n(95% intervals over "
+                         "seeds, paired by seed)", ax=ax)

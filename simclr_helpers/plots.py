@@ -130,32 +130,34 @@ def confusion(cm: torch.Tensor, classes, title: str = "confusion matrix (test se
     return fig
 
 
-def _standard_errors(values: dict[str, float], n: int | None, errors: dict[str, float] | None):
-    from .stats import standard_error
+def _intervals(heights: list[float], n: int | None):
+    """Error bars for accuracies measured on ``n`` test images: their 95% Wilson intervals, as matplotlib's
+    (below, above) distances; None without ``n``."""
+    from .stats import accuracy_interval
 
-    if errors is not None:
-        return [errors.get(k, 0.0) for k in values]
-    if n is not None:
-        return [standard_error(v, n) for v in values.values()]
-    return None
+    if not n or not heights:
+        return None
+    bounds = [accuracy_interval(h, n) for h in heights]
+    return np.array([[h - lo for h, (lo, _) in zip(heights, bounds)], [hi - h for h, (_, hi) in zip(heights, bounds)]])
 
 
 def bars(values: dict[str, float], title: str, ylabel: str = "top-1 accuracy", ax=None, n: int | None = None,
          errors: dict[str, float] | None = None, reference: tuple[str, float] | None = None):
     """Labelled bar chart of accuracies (notebooks 01, 04, 05).
 
-    ``n`` (test images) draws every bar's standard error sqrt(p (1 - p) / n) as an error bar;
-    ``errors`` gives the errors instead; ``reference`` = (label, value) draws a dashed line
+    ``n`` (test images) draws every bar's 95% interval (``stats.accuracy_interval``) as an error bar;
+    ``errors`` gives symmetric errors instead; ``reference`` = (label, value) draws a dashed line
     (random init, chance level) the bars are read against.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(1.1 * len(values) + 2.2, 3))
     names = list(values)
     heights = [values[k] for k in names]
-    err = _standard_errors(values, n, errors)
+    err = [errors.get(k, 0.0) for k in names] if errors is not None else _intervals(heights, n)
+    above = err if err is None or not isinstance(err, np.ndarray) else err[1]
     ax.bar(names, heights, yerr=err, capsize=4, color=plt.cm.tab10(np.arange(len(names))))
     for i, h in enumerate(heights):
-        ax.text(i, h + (err[i] if err else 0), f"{h:.1%}", ha="center", va="bottom")
+        ax.text(i, h + (above[i] if above is not None else 0), f"{h:.1%}", ha="center", va="bottom")
     top = max(heights + ([reference[1]] if reference else [])) if heights else 1
     if reference:
         ax.axhline(reference[1], color="grey", linestyle="--", linewidth=1, label=reference[0])
@@ -168,10 +170,8 @@ def bars(values: dict[str, float], title: str, ylabel: str = "top-1 accuracy", a
 def grouped_bars(values: dict[str, dict[str, float]], title: str, n: int | None = None,
                  ylabel: str = "top-1 accuracy", ax=None):
     """Side-by-side bars: one group per outer key (e.g. "kNN", "linear"), one bar per inner key
-    (e.g. "SimCLR", "random init"), with standard-error bars when ``n`` (test images) is given
+    (e.g. "SimCLR", "random init"), with 95% intervals when ``n`` (test images) is given
     (notebooks 01, 04, 05)."""
-    from .stats import standard_error
-
     groups = list(values)
     series = list(dict.fromkeys(k for inner in values.values() for k in inner))
     if ax is None:
@@ -181,10 +181,10 @@ def grouped_bars(values: dict[str, dict[str, float]], title: str, n: int | None 
     for j, name in enumerate(series):
         xs = [i + (j - (len(series) - 1) / 2) * width for i, g in enumerate(groups) if name in values[g]]
         hs = [values[g][name] for g in groups if name in values[g]]
-        err = [standard_error(h, n) for h in hs] if n else None
+        err = _intervals(hs, n)
         ax.bar(xs, hs, width * 0.95, yerr=err, capsize=3, label=name, color=plt.cm.tab10(j))
         for k, (x, h) in enumerate(zip(xs, hs)):
-            ax.text(x, h + (err[k] if err else 0), f"{h:.1%}", ha="center", va="bottom")
+            ax.text(x, h + (err[1][k] if err is not None else 0), f"{h:.1%}", ha="center", va="bottom")
             top = max(top, h)
     ax.set_xticks(range(len(groups)), groups)
     ax.set(title=title, ylabel=ylabel, ylim=(0, top * 1.35 or 1))
@@ -194,9 +194,10 @@ def grouped_bars(values: dict[str, dict[str, float]], title: str, n: int | None 
 
 
 def ablation_gaps(comparisons: list, title: str, ax=None):
-    """Gaps against a reference with their 95% intervals: a dot and a bar per comparison, a line at zero
-    (notebooks 02 and 03). ``comparisons``: ``stats.Comparison`` objects, A - B each; a resolved gap
-    (its interval clear of zero) is drawn in colour, the others in grey."""
+    """Gaps against one reference with their 95% intervals: a dot and a bar per comparison, a line at zero
+    (notebooks 02 and 03). ``comparisons``: ``stats.Comparison`` objects, A - B each with the same B (named in
+    the title), labelled by A; a resolved gap (its interval clear of zero) is drawn in colour, the others in
+    grey."""
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 0.55 * len(comparisons) + 1.4))
     ys = np.arange(len(comparisons))[::-1]
@@ -207,7 +208,7 @@ def ablation_gaps(comparisons: list, title: str, ax=None):
         ax.annotate(f"{100 * c.gap:+.1f}", (100 * c.gap, y), textcoords="offset points", xytext=(0, 6),
                     ha="center", fontsize=8, color=colour)
     ax.axvline(0, color="black", linewidth=1)
-    ax.set_yticks(ys, [f"{c.a} - {c.b}" for c in comparisons])
+    ax.set_yticks(ys, [c.a for c in comparisons])
     ax.set(title=title, xlabel="gap in kNN top-1 (points)", ylim=(-0.7, len(comparisons) - 0.3))
     ax.figure.tight_layout()
     return ax.figure
@@ -337,10 +338,8 @@ def embedding_map(points: np.ndarray, labels: np.ndarray, classes, title: str, a
 def label_efficiency(curves: dict[str, dict[float, float]], title: str, ax=None, n: int | None = None):
     """Test top-1 against the share of labels used, one line per model (notebooks 01 and 04).
 
-    With ``n`` (test images) every point gets its standard error as an error bar.
+    With ``n`` (test images) every point gets its 95% interval as an error bar.
     """
-    from .stats import standard_error
-
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 3.8))
     else:
@@ -348,7 +347,8 @@ def label_efficiency(curves: dict[str, dict[float, float]], title: str, ax=None,
     for (name, points), marker in zip(curves.items(), "osD^v", strict=False):
         xs = sorted(points)
         ys = [100 * points[x] for x in xs]
-        err = [100 * standard_error(points[x], n) for x in xs] if n else None
+        err = _intervals([points[x] for x in xs], n)
+        err = None if err is None else 100 * err
         ax.errorbar([100 * x for x in xs], ys, yerr=err, marker=marker, capsize=3, label=name)
     ax.set_xscale("log")
     ticks = sorted({100 * x for points in curves.values() for x in points})

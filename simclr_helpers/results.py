@@ -261,20 +261,18 @@ def record_label_efficiency(result: dict, path: str | Path = RESULTS_FILE) -> Pa
 def ablation_table(ablations: dict | None) -> str:
     """The README's ablation table: every variant's mean kNN top-1 over seeds with its 95% t interval, and its
     gap to the full recipe, paired by seed, with that gap's interval and whether it is resolved."""
-    from .ablations import RANDOM_INIT, seeds_of
     from .stats import over_seeds, seed_interval
 
     if not ablations:
         return f"Not measured yet: `{ABLATE_COMMAND}` (about a quarter of an hour on two CPU cores).\n"
     n = ablations["n_test"]
     seeds = ablations["seeds"]
-    full = seeds_of(ablations, "full")
+    full = next((v["knn"] for v in ablations["variants"] if v["key"] == "full"), None)
     lines = ["| variant | what changes | kNN top-1, mean [95% interval] | minus the full recipe [95% interval] "
              "| per seed |", "|---|---|---|---|---|"]
-    rows = [(f"`{v['key']}`", v["description"], v["key"]) for v in ablations["variants"]]
-    rows.append(("random init", "no pretraining (the floor)", RANDOM_INIT))
-    for name, description, key in rows:
-        values = seeds_of(ablations, key)
+    rows = [(f"`{v['key']}`", v["description"], v["key"], v["knn"]) for v in ablations["variants"]]
+    rows.append(("random init", "no pretraining (the floor)", "random-init", ablations["random_init"]["knn"]))
+    for name, description, key, values in rows:
         s = seed_interval(values)
         mean = f"{100 * s['mean']:.1f}%" + (f" [{100 * s['low']:.1f}, {100 * s['high']:.1f}]" if s["low"] else "")
         gap = "—"

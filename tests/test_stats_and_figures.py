@@ -101,7 +101,7 @@ def test_bars_with_errors_and_a_reference():
     gaps = [Comparison("no crop", "full", -0.1, -0.12, -0.08, "m"),
             Comparison("no grey", "full", 0.0, -0.01, 0.01, "m")]
     fig = plots.ablation_gaps(gaps, "t")
-    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["no crop - full", "no grey - full"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["no crop", "no grey"]
     fig = plots.label_efficiency({"a": {0.01: 0.2, 1.0: 0.4}}, "t", n=1000)
     assert fig.axes[0].get_ylabel()
     plt.close("all")
