@@ -11,10 +11,20 @@ Two kinds exist, each a dataclass with ``save`` and ``load``:
 On disk a record is a dict of tensors and plain values, so ``torch.load(weights_only=True)``
 reads it without running code. The blog post loaded a ``simclr.pth`` its training code never
 saved (README, "What the course fixes", mistake 6).
+
+The **reference weights** (the README's long CIFAR-10 run: its backbone, projection head and
+linear probe, in fp16) ship with the package in ``assets/reference/``. The name ``reference``
+opens them wherever a checkpoint or a run can be named (``load_checkpoint("reference", kind)``
+gives either kind, so ``RunRecord.load``, ``ClassifierRecord.load``, ``evaluate --checkpoint``,
+``predict --checkpoint`` and ``$SIMCLR_RUN`` all take it). Their sha256 is recorded here and
+checked at every load; nothing ever writes to them.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import io
 import os
 import pickle
 import tempfile
@@ -33,6 +43,79 @@ FORMAT_VERSION = 2
 KINDS = ("simclr", "classifier")
 _MAKE = {"simclr": "`python -m simclr_helpers pretrain`",
          "classifier": "`python -m simclr_helpers evaluate --method linear --checkpoint .../last.pt`"}
+
+
+REFERENCE = "reference"  # the name that opens the shipped weights
+REFERENCE_FILE = Path(__file__).with_name("assets") / "reference" / "simclr-resnet18-cifar10-45ep.pt"
+REFERENCE_SHA256 = "79094531bb29cb33aaedc87ae274ade651e43c81f0cff965dc982d0e58ba5e3b"
+REFERENCE_ROW = "cpu-imagenet-45ep-cifar10"  # the results file's row of the run they come from
+_RESTORE = ("restore it with `git checkout -- simclr_helpers/assets/reference/` in the course's folder, or "
+            "reinstall the package")
+
+
+def is_reference(path) -> bool:
+    """Whether ``path`` names the shipped reference weights (the word ``reference``)."""
+    return path is not None and str(path) == REFERENCE
+
+
+def read_reference(path: Path = REFERENCE_FILE, sha256: str = REFERENCE_SHA256) -> dict:
+    """The shipped weights file's contents, after checking that its bytes are the ones the package records.
+
+    Read and checked once per process for as long as the file is unchanged (a notebook opens it several times)."""
+    shown = f"simclr_helpers/assets/reference/{path.name}"
+    if not path.is_file():
+        raise CheckpointError(f"{shown}: the reference weights are not installed (the package was installed without "
+                              "its data files); reinstall it from the course's folder with `pip install -e .`.")
+    stat = path.stat()
+    return _read_checked(path, sha256, shown, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _read_checked(path: Path, sha256: str, shown: str, size: int, mtime_ns: int) -> dict:
+    blob = path.read_bytes()
+    if blob.startswith(b"version https://git-lfs"):
+        raise CheckpointError(f"{shown}: holds a Git LFS pointer, not the weights; {_RESTORE}.")
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != sha256:
+        raise CheckpointError(f"{shown}: its sha256 begins {digest[:12]}, not {sha256[:12]} as the package records "
+                              f"(the file was edited, truncated or replaced); {_RESTORE}.")
+    return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+
+
+def reference_payload(kind: str | None = None, path: Path = REFERENCE_FILE, sha256: str = REFERENCE_SHA256) -> dict:
+    """The reference weights as a checkpoint of ``kind`` (``simclr`` by default, or ``classifier``), in fp32."""
+    raw = read_reference(path, sha256)
+    model = {k: v.float() if v.is_floating_point() else v for k, v in raw["model"].items()}
+    fc = {k: v.float() for k, v in raw["fc"].items()}
+    run = raw["run"]
+    if kind == "classifier":
+        backbone = {k.removeprefix("backbone."): v for k, v in model.items() if k.startswith("backbone.")}
+        payload = {"backbone": backbone, "fc": fc, "stem": run["profile"]["stem"], "classes": run["classes"],
+                   "normalize": run["normalize"], "image_size": 32, "source": {**raw["probe"], "run": REFERENCE}}
+    else:
+        kind = "simclr"
+        payload = {**run, "model": model}
+    return {**payload, "kind": kind, "format_version": FORMAT_VERSION}
+
+
+def export_reference(run: RunRecord, classifier: ClassifierRecord, path: str | Path) -> dict:
+    """Write the reference weights file from a finished run and its linear probe: fp16 tensors (half the size),
+    the run's record without its optimiser and random state; returns the file's size and sha256."""
+    run_backbone = {k.removeprefix("backbone."): v for k, v in run.model.items() if k.startswith("backbone.")}
+    if any(not torch.equal(run_backbone[k], v) for k, v in classifier.backbone.items()):
+        raise CheckpointError("the classifier's backbone is not the run's; train the probe on this run's last.pt")
+    half = {k: v.half() if v.is_floating_point() else v for k, v in run.model.items()}
+    record = {k: v for k, v in run.to_dict().items() if k not in RunRecord.STATE}
+    record["data"] = {"kind": "torchvision", "path": None}  # CIFAR-10 wherever this machine keeps it
+    raw = {"kind": "reference", "row": REFERENCE_ROW, "dtype": "float16", "run": record, "model": half,
+           "fc": {k: v.half() for k, v in classifier.fc.items()},
+           "probe": {k: v for k, v in classifier.source.items() if k != "checkpoint"}}  # no machine paths
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(raw, buffer)
+    path.write_bytes(buffer.getvalue())
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}
 
 
 def save_checkpoint(payload: dict, path: str | Path, kind: str) -> Path:
@@ -59,7 +142,11 @@ def save_checkpoint(payload: dict, path: str | Path, kind: str) -> Path:
 
 
 def load_checkpoint(path: str | Path, kind: str | None = None, map_location="cpu") -> dict:
-    """Load a checkpoint safely and check its kind; every failure is one clear sentence."""
+    """Load a checkpoint safely and check its kind; every failure is one clear sentence.
+
+    ``reference`` opens the shipped reference weights as either kind (``reference_payload``)."""
+    if is_reference(path):
+        return reference_payload(kind)
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint; run `python -m simclr_helpers pretrain` "
@@ -85,6 +172,9 @@ def load_checkpoint(path: str | Path, kind: str | None = None, map_location="cpu
         # every one of them means the same thing to the user: this file cannot be read.
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a PyTorch file: "
                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}).") from None
+    if isinstance(data, dict) and data.get("kind") == "reference":
+        raise CheckpointError(f"{path}: holds the course's reference weights; open them by the name `{REFERENCE}` "
+                              f"(for example --checkpoint {REFERENCE}).")
     if not isinstance(data, dict) or data.get("kind") not in KINDS:
         raise CheckpointError(f"{path}: not a checkpoint of this course (no 'kind' field); "
                               "create one with `python -m simclr_helpers pretrain`.")
@@ -167,7 +257,10 @@ class RunRecord(_Record):
 
     @classmethod
     def load(cls, path: str | Path, map_location="cpu") -> RunRecord:
-        data = cls._read(path, map_location)
+        return cls.from_dict(cls._read(path, map_location))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunRecord:
         return cls(profile=Profile.from_dict(data["profile"]), data=DataSpec.from_dict(data["data"]),
                    normalize=data["normalize"], classes=list(data["classes"]), num_train=int(data["num_train"]),
                    epoch=int(data["epoch"]), metrics=list(data["metrics"]), pipeline=data.get("pipeline", "fast"),
@@ -195,7 +288,10 @@ class ClassifierRecord(_Record):
 
     @classmethod
     def load(cls, path: str | Path, map_location="cpu") -> ClassifierRecord:
-        data = cls._read(path, map_location)
+        return cls.from_dict(cls._read(path, map_location))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ClassifierRecord:
         return cls(backbone=data["backbone"], fc=data["fc"], stem=data["stem"], classes=list(data["classes"]),
                    normalize=data["normalize"], image_size=int(data.get("image_size", 32)),
                    source=dict(data.get("source", {})))

@@ -27,10 +27,14 @@ EXAMPLES = {
   python -m simclr_helpers evaluate --checkpoint checkpoints/smoke/last.pt
   python -m simclr_helpers evaluate --checkpoint checkpoints/smoke/last.pt --random-init
   python -m simclr_helpers evaluate --checkpoint checkpoints/smoke/last.pt --method linear
-      (also writes checkpoints/smoke/classifier.pt for predict)""",
+      (also writes checkpoints/smoke/classifier.pt for predict)
+  python -m simclr_helpers evaluate --checkpoint reference --data bundled
+      (the reference weights shipped with the course, on the bundled subset)""",
     "predict": """examples:
   python -m simclr_helpers predict --checkpoint checkpoints/smoke/classifier.pt cat.jpg dog.png
-  python -m simclr_helpers predict --checkpoint checkpoints/smoke/classifier.pt photos/*.jpg --top-k 3 --json""",
+  python -m simclr_helpers predict --checkpoint checkpoints/smoke/classifier.pt photos/*.jpg --top-k 3 --json
+  python -m simclr_helpers predict --checkpoint reference cat.jpg
+      (the reference weights' linear probe)""",
     "benchmark": """examples:
   python -m simclr_helpers benchmark                       # this machine, ImageNet stem, batch 256
   python -m simclr_helpers benchmark --stem cifar --device cuda --json
@@ -59,6 +63,10 @@ variants: full, no-crop, no-colour, no-grey, crop-only, colour-only, tau-0.1, ta
     "build-subset": """examples:
   python -m simclr_helpers build-subset --source ~/data/cifar10-jpeg
       (rebuilds simclr_helpers/assets/cifar10_subset.zip; see assets/SUBSET.md)""",
+    "export-reference": """examples:
+  python -m simclr_helpers export-reference --run checkpoints/cpu-imagenet-45ep-cifar10
+      (its last.pt and classifier.pt, from `evaluate --method linear`, become the shipped reference weights;
+      then set REFERENCE_SHA256 in simclr_helpers/checkpoints.py to the printed sha256)""",
     "gpu-check": """examples:
   python -m simclr_helpers gpu-check                       # at most 8 minutes, JSON on stdout
   python -m simclr_helpers gpu-check --data ~/data/cifar10-jpeg > gpu-check.json
@@ -106,17 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="kNN or linear-probe accuracy of a pretrained backbone",
                        epilog=EXAMPLES["evaluate"], formatter_class=_formatter)
-    e.add_argument("--checkpoint", required=True, help="a pretraining checkpoint (last.pt)")
+    e.add_argument("--checkpoint", required=True,
+                   help="a pretraining checkpoint (last.pt), or `reference` for the weights shipped with the course")
     e.add_argument("--method", choices=["knn", "linear"], default="knn")
     e.add_argument("--random-init", action="store_true", help="the same evaluation on a randomly initialised backbone")
-    e.add_argument("--data", help="labelled CIFAR-10 (default: the data the checkpoint was trained on)")
-    e.add_argument("--out", help="where --method linear writes the classifier (default: beside the checkpoint)")
+    e.add_argument("--data", help="labelled CIFAR-10, or 'bundled' (default: the data the checkpoint was trained "
+                                  "on; for `reference`, $SIMCLR_DATA or the download cache)")
+    e.add_argument("--out", help="where --method linear writes the classifier (default: beside the checkpoint; for "
+                        "`reference`, checkpoints/reference/)")
     e.add_argument("--device")
     e.add_argument("--json", action="store_true", help="print only the JSON result on stdout")
 
     r = sub.add_parser("predict", help="classify image files with a classifier checkpoint",
                        epilog=EXAMPLES["predict"], formatter_class=_formatter)
-    r.add_argument("--checkpoint", required=True, help="a classifier checkpoint (from evaluate --method linear)")
+    r.add_argument("--checkpoint", required=True,
+                   help="a classifier checkpoint (from evaluate --method linear), or `reference` for the shipped "
+                        "weights' probe")
     r.add_argument("images", nargs="+", metavar="IMAGE")
     r.add_argument("--top-k", type=int, default=5)
     r.add_argument("--device")
@@ -206,6 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--test-per-class", type=int, default=100)
     b.add_argument("--seed", type=int, default=0)
 
+    x = sub.add_parser("export-reference", help="make a run and its linear probe the shipped reference weights",
+                       epilog=EXAMPLES["export-reference"], formatter_class=_formatter)
+    x.add_argument("--run", required=True, help="a run folder with last.pt and classifier.pt")
+    x.add_argument("--out", help="output file (default: the package's reference weights file)")
+    x.add_argument("--data", help="CIFAR-10: measure kNN and probe top-1 with the fp32 run and the fp16 file")
+
     g = sub.add_parser("gpu-check", help="what to run first on a GPU: benchmark, short colab pretraining, kNN (JSON)",
                        epilog=EXAMPLES["gpu-check"], formatter_class=_formatter)
     g.add_argument("--data", help=f"CIFAR-10 (default ${ENV_DATA}, else the download cache, else a download, "
@@ -276,6 +295,20 @@ def cmd_predict(args) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=1))
     return 1 if any(r.error for r in results) else 0
+
+
+def cmd_export_reference(args) -> int:
+    from .checkpoints import REFERENCE_FILE, ClassifierRecord, RunRecord, export_reference
+
+    run, out = Path(args.run), Path(args.out) if args.out else REFERENCE_FILE
+    info = export_reference(RunRecord.load(run / "last.pt"), ClassifierRecord.load(run / "classifier.pt"), out)
+    if args.data:
+        from .runs import reference_precision
+
+        info["precision"] = reference_precision(run, out, info["sha256"], args.data)
+    print(json.dumps(info, indent=1))
+    _log(f"now set REFERENCE_SHA256 = \"{info['sha256']}\" in simclr_helpers/checkpoints.py")
+    return 0
 
 
 def cmd_build_subset(args) -> int:
@@ -402,7 +435,7 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_label_efficiency(args) -> int:
-    from .checkpoints import RunRecord
+    from .checkpoints import RunRecord, is_reference
     from .config import default_checkpoint_dir
     from .label_efficiency import LABELS, METHODS, run_label_efficiency
     from .runs import run_splits
@@ -423,7 +456,7 @@ def cmd_label_efficiency(args) -> int:
         raise SimclrError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     record = RunRecord.load(args.checkpoint)
     _, splits = run_splits(record, args.data)
-    name = Path(args.checkpoint).parent.name
+    name = "reference" if is_reference(args.checkpoint) else Path(args.checkpoint).parent.name
     store = Path(args.store) if args.store else default_checkpoint_dir() / "label-efficiency" / f"{name}.jsonl"
     result = run_label_efficiency(args.checkpoint, splits, fractions, grid or None, store, args.device,
                                   methods, log=_log)
@@ -482,7 +515,8 @@ def cmd_set_repository(args) -> int:
 
 COMMANDS = {"pretrain": cmd_pretrain, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "benchmark": cmd_benchmark, "reproduce": cmd_reproduce, "ablate": cmd_ablate, "results": cmd_results,
-            "build-subset": cmd_build_subset, "label-efficiency": cmd_label_efficiency,
+            "build-subset": cmd_build_subset, "export-reference": cmd_export_reference,
+            "label-efficiency": cmd_label_efficiency,
             "gpu-check": cmd_gpu_check, "set-repository": cmd_set_repository}
 
 

@@ -134,6 +134,8 @@ class DataSpec:
 
     def describe(self) -> str:
         """A short description for tables (no machine paths)."""
+        if self.kind == "torchvision" and self.path is None:
+            return "CIFAR-10 (from $SIMCLR_DATA or the download cache)"
         return {"bundled": "bundled subset", "image_folder": "CIFAR-10 (full, image folder)",
                 "torchvision": "CIFAR-10 (torchvision download)"}.get(self.kind, "unlabelled images")
 
@@ -408,10 +410,15 @@ def load_cifar10(data: str | Path | DataSpec | None = None, download: bool = Fal
     ``data`` is ``None`` or ``"bundled"`` (the offline subset), an image folder with
     ``train/`` and ``test/`` (such as the extracted JPEG archive), or a torchvision
     root (``cifar-10-batches-py`` inside, or to be downloaded there with ``download``).
+    A torchvision spec without a path (the reference weights' data) means CIFAR-10 wherever
+    this machine keeps it: ``$SIMCLR_DATA``, else the download cache (``cached_cifar10``).
     """
     spec = DataSpec.resolve(data, download)
     if spec.kind == "bundled":
         return load_bundled()
+    if spec.kind == "torchvision" and spec.path is None:  # CIFAR-10 wherever this machine keeps it
+        env = os.environ.get(ENV_DATA)
+        spec = DataSpec.resolve(env) if env else cached_cifar10("CIFAR-10 is needed here", log=None)
     root = spec.local_path()
     if spec.kind == "image_folder":
         return CIFARSplits(load_image_folder(root, "train"), load_image_folder(root, "test"))

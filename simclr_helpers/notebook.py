@@ -26,6 +26,7 @@ from .config import (
 )
 from .data import DataSpec, shown
 from .errors import DataError, SimclrError
+from .runs import Run, choose_run, reference_data, resolve_data
 from .runtime import Precision, pick_device, pick_precision, seed_everything
 
 # Colab mounts Google Drive here; checkpoints go to DRIVE_FOLDER inside "My Drive".
@@ -43,13 +44,7 @@ class Session:
     data: DataSpec | None = None  # where the profile's data comes from (for CIFAR-10: the download target)
     on_colab: bool = False
     in_drive: bool = False  # checkpoints on Google Drive (keep_in_drive on Colab)
-    named_run: Path | None = None  # $SIMCLR_RUN: a run folder notebooks 04-06 read instead of checkpoint_dir
-
-    @property
-    def run_dir(self) -> Path:
-        """The run notebooks 04-06 read (its ``last.pt``) and add their classifier to: ``$SIMCLR_RUN`` if set,
-        else this profile's folder, where notebook 03 wrote its run."""
-        return self.named_run or self.checkpoint_dir
+    run: Run | None = None  # the run notebooks 04-06 read (``runs.choose_run``); None in notebooks 01-03
 
     def relative(self, path: str | Path) -> str:
         """A path relative to the course folder (or to Google Drive), for printing (no machine paths in outputs)."""
@@ -87,13 +82,12 @@ def keep_checkpoints_in_drive() -> Path:
     return folder
 
 
-def planned_data(profile: Profile) -> DataSpec | None:
-    """Where ``profile``'s data will come from, without reading or downloading anything
-    (``runs.resolve_data`` without fetching); None, after saying why, if ``$SIMCLR_DATA`` is wrong."""
-    from .runs import resolve_data
-
+def planned_data(profile: Profile, run: Run | None = None) -> DataSpec | None:
+    """Where the notebook's data will come from, without reading or downloading anything: CIFAR-10 for the
+    reference weights (``runs.reference_data``), else ``profile``'s data (``runs.resolve_data`` without
+    fetching); None, after saying why, if ``$SIMCLR_DATA`` is wrong."""
     try:
-        return resolve_data(profile, None, fetch=False)
+        return reference_data() if run is not None and run.is_reference else resolve_data(profile, None, fetch=False)
     except DataError as exc:
         print(f"data: {exc}")
         return None
@@ -112,14 +106,16 @@ def describe_data(spec: DataSpec | None) -> str:
     return spec.describe()
 
 
-def setup(seed: int = 0, quiet: bool = False, profile: str | None = AUTO, keep_in_drive: bool = False) -> Session:
+def setup(seed: int = 0, quiet: bool = False, profile: str | None = AUTO, keep_in_drive: bool = False,
+          run: str | None = None) -> Session:
     """Pick the profile and device, seed every RNG, PNG figures; on Colab, optionally keep checkpoints in Drive.
 
     ``profile``: a profile's name, or ``auto`` (the default): ``$SIMCLR_PROFILE`` if set, else
     ``smoke`` without a GPU, ``colab`` on a GPU older than compute capability 8.0 or under
     20 GB (a free Colab T4), ``gpu`` on bigger ones. ``keep_in_drive``: on Colab, mount Google
     Drive and keep checkpoints there (``keep_checkpoints_in_drive``); nothing is mounted unless
-    it is set, and elsewhere it changes nothing.
+    it is set, and elsewhere it changes nothing. ``run`` (notebooks 04-06): which run they read,
+    ``auto``, ``reference`` or ``mine`` (``runs.choose_run``); the line it prints says which and why.
     """
     import lightly
     import matplotlib.pyplot as plt
@@ -145,10 +141,12 @@ def setup(seed: int = 0, quiet: bool = False, profile: str | None = AUTO, keep_i
     chosen = get_profile(name)
     device = pick_device()
     precision = pick_precision(device)
-    from .runs import named_run
-
-    session = Session(chosen, device, default_checkpoint_dir() / chosen.name, precision, planned_data(chosen),
-                      colab, in_drive, named_run())
+    chosen_run = None
+    if run is not None:
+        chosen_run = choose_run(chosen, run)
+        chosen_run.check()  # a named folder without last.pt stops here, before anything is written
+    session = Session(chosen, device, default_checkpoint_dir() / chosen.name, precision,
+                      planned_data(chosen, chosen_run), colab, in_drive, chosen_run)
     if not quiet:
         gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
         scaling = " + loss scaling" if precision.scaler else ""
@@ -157,22 +155,6 @@ def setup(seed: int = 0, quiet: bool = False, profile: str | None = AUTO, keep_i
         print(f"data: {describe_data(session.data)} | checkpoints: {session.relative(session.checkpoint_dir)}"
               + (" (kept when the runtime ends; notebooks 04-06 read last.pt there and `pretrain --resume` "
                  "continues it)" if in_drive else ""))
-        if session.named_run is not None:
-            print(describe_named_run(session))
+        if chosen_run is not None:
+            print(chosen_run.describe(session.relative))
     return session
-
-
-def describe_named_run(session: Session) -> str:
-    """One line on the run ``$SIMCLR_RUN`` names: what it is, or what is wrong with it."""
-    from .checkpoints import RunRecord
-    from .config import ENV_RUN
-
-    path = session.named_run / "last.pt"
-    if not path.exists():
-        return (f"run: ${ENV_RUN} names {session.relative(session.named_run)}, which holds no last.pt; notebooks "
-                "04-06 will say so (unset it to read this profile's run)")
-    record = RunRecord.load(path)
-    p = record.profile
-    return (f"run: {session.named_run.name} (named by ${ENV_RUN}; notebooks 04-06 read it): {record.epoch} epochs "
-            f"of {p.name} profile, {p.stem} stem, batch {p.batch_size}, {record.num_train:,} images of "
-            f"{record.data.describe()}")

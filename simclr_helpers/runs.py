@@ -1,8 +1,9 @@
 """Whole runs as the command line starts them: pick the data, pretrain, evaluate, save results.
 
 Kept apart from ``train`` and ``evaluate`` (which hold the ideas) so that the
-notebooks and the CLI share the same plumbing: notebooks 03-06 call
-``load_or_pretrain`` to reuse notebook 03's checkpoint or train a small one.
+notebooks and the CLI share the same plumbing: notebooks 04-06 open the run that
+``choose_run`` picks (notebook 03's, a folder named by ``$SIMCLR_RUN``, or the
+reference weights) through one :class:`Run`.
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
 import torch
 
-from .checkpoints import RunRecord
+from .checkpoints import REFERENCE, RunRecord, is_reference, read_reference
 from .config import ENV_RUN, PROFILES, Profile, default_checkpoint_dir, default_data_root
-from .data import DataSpec, cached_cifar10, load_cifar10, load_unlabelled_folder
-from .errors import CheckpointError, DataError
+from .data import CIFARSplits, DataSpec, cached_cifar10, load_cifar10, load_unlabelled_folder
+from .errors import CheckpointError, DataError, SimclrError
 
 Log = Callable[[str], None]
 MONITOR_FRACTION = 0.1  # share of the training set held out as kNN-monitor queries
@@ -120,7 +122,8 @@ def run_evaluate(checkpoint: str | Path, method: str = "knn", random_init: bool 
     if method == "linear":
         result["train_top1"] = round(res["train_top1"], 4)
         name = "classifier_random_init.pt" if random_init else "classifier.pt"
-        path = Path(out) if out else Path(checkpoint).with_name(name)
+        folder = default_checkpoint_dir() / REFERENCE if is_reference(checkpoint) else Path(checkpoint).parent
+        path = Path(out) if out else folder / name  # never into the shipped reference weights
         save_classifier(path, backbone.cpu(), res["fc"], p.stem, splits.train.classes,
                         record.normalize, {k: result[k] for k in ("checkpoint", "backbone", "epochs", "top1")})
         result["classifier"] = str(path)
@@ -128,49 +131,149 @@ def run_evaluate(checkpoint: str | Path, method: str = "knn", random_init: bool 
     return result
 
 
-def run_dir(profile: Profile, checkpoint_dir: str | Path | None = None) -> Path:
-    """The folder of the run notebooks 03-06 read and write: ``checkpoint_dir`` if given, else
-    ``$SIMCLR_RUN`` (a run folder made by ``pretrain`` or ``reproduce``, such as the long CIFAR-10
-    run), else the profile's folder under ``$SIMCLR_CHECKPOINTS`` (default ``checkpoints/<profile>``)."""
-    if checkpoint_dir:
-        return Path(checkpoint_dir)
-    return named_run() or default_checkpoint_dir() / profile.name
+RUN_CHOICES = ("auto", "reference", "mine")  # the RUN field of notebooks 04-06
 
 
-def named_run() -> Path | None:
-    """``$SIMCLR_RUN`` as a folder, or None when it is not set."""
-    value = os.environ.get(ENV_RUN)
-    return Path(value).expanduser().resolve() if value else None
+@dataclass(frozen=True)
+class Run:
+    """The run notebooks 04-06 read: a run folder (``last.pt``, ``classifier.pt``) or the reference weights.
 
-
-def load_or_pretrain(profile: Profile, checkpoint_dir: str | Path | None = None,
-                     log: Log | None = print, device: str | None = None) -> Path:
-    """The run's checkpoint (``run_dir``) if it exists, else a small pretraining run right now (and say so).
-
-    A folder named by ``$SIMCLR_RUN`` must hold a checkpoint: nothing is trained into it behind the user's back.
+    ``choose_run`` picks it and says why. ``open`` gives its model and record, ``data`` the labelled
+    images to evaluate it on, ``classifier`` its linear probe. A run chosen by name (``$SIMCLR_RUN``
+    or the reference) is only ever read: nothing is trained into it, and a named folder without
+    ``last.pt`` is one sentence. Only the profile's own folder (notebook 03's run) is trained when missing.
     """
-    folder = run_dir(profile, checkpoint_dir)
-    path = folder / "last.pt"
-    if path.exists():
-        return path
-    if checkpoint_dir is None and named_run() is not None:
-        raise CheckpointError(f"{path}: ${ENV_RUN} names this run folder but it holds no last.pt; point ${ENV_RUN} at "
-                              "a folder written by `pretrain` or `reproduce`, or unset it to use the profile's run.")
-    (log or print)(f"no {profile.name}/{path.name} yet (notebook 03 has not been run with the {profile.name} "
-                   "profile): training one now")
-    return run_pretrain(profile, load_pretrain_data(profile, log=log), folder, log=log, device=device).checkpoint
+
+    folder: Path | None  # None: the reference weights shipped with the package
+    profile: Profile  # the session's profile: what notebook 03 trains, and what is trained if "mine" is missing
+    why: str  # why this run, for the setup cell's line
+    named: bool = True  # chosen by name: read only
+
+    @property
+    def is_reference(self) -> bool:
+        return self.folder is None
+
+    @property
+    def name(self) -> str:
+        return REFERENCE if self.folder is None else self.folder.name
+
+    @property
+    def classifier_out(self) -> Path:
+        """Where notebook 04 keeps the probe it trains: beside ``last.pt``; for the reference, in
+        ``checkpoints/reference/`` (the shipped file is never written)."""
+        return (default_checkpoint_dir() / REFERENCE if self.folder is None else self.folder) / "classifier.pt"
+
+    @property
+    def checkpoint(self) -> Path | str:
+        """What ``load_simclr`` and ``evaluate --checkpoint`` take: ``last.pt``, or ``reference``."""
+        return REFERENCE if self.folder is None else self.folder / "last.pt"
+
+    def exists(self) -> bool:
+        return self.folder is None or (self.folder / "last.pt").exists()
+
+    def check(self) -> None:
+        """A run named by ``$SIMCLR_RUN`` must hold ``last.pt`` (one sentence, and nothing written), and the
+        reference weights must be intact (``checkpoints.read_reference``)."""
+        if self.folder is None:
+            read_reference()
+        elif self.named and not self.exists():
+            raise CheckpointError(f"{self.folder.name}: ${ENV_RUN} names this run folder but it holds no last.pt; "
+                                  f"point ${ENV_RUN} at a folder written by `pretrain` or `reproduce`, or at "
+                                  "`reference`, or unset it.")
+
+    def pretrained(self, log: Log | None = print, device: str | None = None) -> Path | str:
+        """The run's checkpoint; the profile's own folder without one gets a small pretraining run now (said)."""
+        self.check()
+        if self.exists():
+            return self.checkpoint
+        (log or print)(f"no {self.profile.name}/last.pt yet (notebook 03 has not been run with the "
+                       f"{self.profile.name} profile): training one now")
+        data = load_pretrain_data(self.profile, log=log)
+        return run_pretrain(self.profile, data, self.folder, log=log, device=device).checkpoint
+
+    def open(self, device=None, log: Log | None = print):
+        """The SimCLR model (eval mode) and the run's record."""
+        from .train import load_simclr
+
+        return load_simclr(self.pretrained(log, device), device=device)
+
+    def record(self, log: Log | None = print, device: str | None = None) -> RunRecord:
+        return RunRecord.load(self.pretrained(log, device))
+
+    def data(self, record: RunRecord | None = None, log: Log | None = print) -> CIFARSplits:
+        """The labelled images the run was pretrained on: its training split for probes and kNN banks, its test
+        split for the final figures. The reference's CIFAR-10 comes from ``$SIMCLR_DATA`` or the download cache;
+        where neither can be had (no network), the bundled subset stands in, and a line says so."""
+        record = record or self.record(log)
+        if not self.is_reference:
+            return run_splits(record)[1]
+        try:
+            return load_cifar10(record.data)
+        except DataError as exc:
+            (log or print)(f"data: {exc} Meanwhile the bundled subset stands in (3,000 training and 1,000 test "
+                           "images), so the figures differ from the stored ones.")
+            return load_cifar10("bundled")
+
+    def classifier(self, log: Log | None = print, device: str | None = None) -> Path | str:
+        """The run's linear probe: ``reference``'s own, or notebook 04's ``classifier.pt``, trained now if missing."""
+        if self.folder is None:
+            self.check()
+            return REFERENCE
+        path = self.folder / "classifier.pt"
+        if path.exists():
+            return path
+        simclr = self.pretrained(log, device)
+        (log or print)(f"no {self.folder.name}/{path.name} yet (notebook 04 has not been run with this run): "
+                       "training the linear probe now")
+        return Path(run_evaluate(simclr, method="linear", out=path, device=device, log=log, progress=False)
+                    ["classifier"])
+
+    def classifier_argument(self) -> str:
+        """The run's probe as ``predict --checkpoint`` takes it: ``reference``, or a path relative to here."""
+        path = self.classifier()
+        return path if is_reference(path) else os.path.relpath(path)
+
+    def describe(self, relative: Callable[[Path], str] = str) -> str:
+        """One line for the setup cell: which run, what it is, and why it was chosen."""
+        if not self.exists():
+            return f"run: {relative(self.folder)}, not trained yet ({self.why}); notebook 04 trains it"
+        record = RunRecord.load(self.checkpoint)
+        p = record.profile
+        what = (f"{record.epoch} epochs of the {p.name} profile, {p.stem} stem, batch {p.batch_size}, "
+                f"{record.num_train:,} images of {record.data.describe()}")
+        if self.folder is None:
+            return f"run: reference, the weights shipped with the course ({what}); {self.why}"
+        return f"run: {relative(self.folder)} ({what}); {self.why}"
 
 
-def load_or_make_classifier(profile: Profile, checkpoint_dir: str | Path | None = None,
-                            log: Log | None = print, device: str | None = None) -> Path:
-    """Notebook 04's classifier if it exists, else a linear probe on notebook 03's backbone now."""
-    path = run_dir(profile, checkpoint_dir) / "classifier.pt"
-    if path.exists():
-        return path
-    simclr = load_or_pretrain(profile, checkpoint_dir, log=log, device=device)
-    (log or print)(f"no {profile.name}/{path.name} yet (notebook 04 has not been run with the {profile.name} "
-                   "profile): training the linear probe now")
-    return Path(run_evaluate(simclr, method="linear", out=path, device=device, log=log, progress=False)["classifier"])
+def reference_data() -> DataSpec:
+    """Where the reference weights' CIFAR-10 comes from, without reading or downloading anything:
+    ``$SIMCLR_DATA``, else the download cache."""
+    env = default_data_root()
+    return DataSpec.resolve(env) if env else cached_cifar10(fetch=False, log=None)
+
+
+def choose_run(profile: Profile, choice: str = "auto") -> Run:
+    """The run for notebooks 04-06: ``reference`` (the shipped weights), ``mine`` (notebook 03's run of
+    ``profile``), or ``auto``: ``$SIMCLR_RUN`` if set (a run folder, or ``reference``), else notebook 03's
+    run if it exists, else the reference weights."""
+    if choice not in RUN_CHOICES:
+        raise SimclrError(f'RUN = "{choice}" is not one of the choices; set RUN in the setup cell to '
+                          + ", ".join(f'"{c}"' for c in RUN_CHOICES) + ".")
+    mine = default_checkpoint_dir() / profile.name
+    env = os.environ.get(ENV_RUN)
+    if choice == "auto" and env:
+        if is_reference(env):
+            return Run(None, profile, f"named by ${ENV_RUN}")
+        return Run(Path(env).expanduser().resolve(), profile, f"named by ${ENV_RUN}")
+    if choice == "reference":
+        return Run(None, profile, 'RUN = "reference"')
+    if choice == "mine":
+        return Run(mine, profile, f'RUN = "mine": notebook 03\'s run of the {profile.name} profile', named=False)
+    if (mine / "last.pt").exists():
+        return Run(mine, profile, f"notebook 03's run of the {profile.name} profile (RUN = \"auto\")", named=False)
+    return Run(None, profile, f"notebook 03 has not been run with the {profile.name} profile (RUN = \"auto\"; "
+                              "\"mine\" trains that run instead)")
 
 
 def run_report(checkpoint: str | Path, data: str | Path | None = None, device: str | None = None,
@@ -315,3 +418,40 @@ def recorded_row(record: RunRecord, path: str | Path | None = None) -> dict | No
     same = {"id": _row_id(p, record.data), "epochs": record.epoch, "batch_size": p.batch_size,
             "lr_per_256": p.lr_per_256}
     return next((r for r in load(path or RESULTS_FILE)["rows"] if all(r.get(k) == v for k, v in same.items())), None)
+
+
+def reference_precision(run_dir: str | Path, reference: str | Path, sha256: str, data: str | Path | None,
+                        device: str | None = None, progress: bool = True) -> dict:
+    """What storing the reference weights in fp16 costs: kNN and linear-probe top-1 on the test split with the
+    run's fp32 weights and with the fp16 file, each pair compared on the same test images (``stats.paired``).
+    ``export-reference --data`` prints it; the README quotes it."""
+    from .checkpoints import ClassifierRecord, reference_payload
+    from .evaluate import extract_features, knn_classify
+    from .models import build_backbone
+    from .runtime import pick_device
+    from .stats import paired
+
+    run_dir, dev = Path(run_dir), pick_device(device)
+    splits = load_cifar10(data)
+    versions = {"fp32": ClassifierRecord.load(run_dir / "classifier.pt"),
+                "fp16": ClassifierRecord.from_dict(reference_payload("classifier", Path(reference), sha256))}
+    correct, top1 = {}, {}
+    for name, clf in versions.items():
+        backbone = build_backbone(clf.stem)
+        backbone.load_state_dict(clf.backbone)
+        backbone = backbone.to(dev)
+        f_train = extract_features(backbone, splits.train, clf.normalize, device=dev, progress=progress,
+                                   desc=f"{name} train")
+        f_test = extract_features(backbone, splits.test, clf.normalize, device=dev, progress=progress,
+                                  desc=f"{name} test")
+        fc = torch.nn.Linear(clf.fc["weight"].shape[1], clf.fc["weight"].shape[0])
+        fc.load_state_dict(clf.fc)
+        with torch.no_grad():
+            linear = fc(f_test).argmax(1)
+        knn = knn_classify(f_train, splits.train.labels, f_test, len(splits.train.classes), k=200)
+        for method, predictions in (("knn", knn), ("linear", linear)):
+            correct[(method, name)] = (predictions == splits.test.labels).numpy()
+            top1[f"{method}_{name}"] = round(float(correct[(method, name)].mean()), 4)
+    return {**top1, "n_test": len(splits.test),
+            **{method: str(paired("fp16", correct[(method, "fp16")], "fp32", correct[(method, "fp32")]))
+               for method in ("knn", "linear")}}

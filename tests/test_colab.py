@@ -27,7 +27,7 @@ from simclr_helpers.config import (
 )
 from simclr_helpers.data import DataSpec, cifar10_cache_dir, load_cifar10, shown
 from simclr_helpers.errors import DataError, SimclrError
-from simclr_helpers.runs import load_pretrain_data, resolve_data, run_dir
+from simclr_helpers.runs import choose_run, load_pretrain_data, resolve_data
 
 ENV = ("SIMCLR_PROFILE", "SIMCLR_DATA", "SIMCLR_CHECKPOINTS", "SIMCLR_RUN", "SIMCLR_DATA_CACHE")
 
@@ -273,7 +273,7 @@ def test_keep_in_drive_mounts_drive_and_moves_the_checkpoints_there(clean_env, c
     assert colab == [str(tmp_path / "content" / "drive")]  # mounted once, at Colab's mount point
     assert s.in_drive and s.checkpoint_dir == folder / "colab" and folder.is_dir()
     assert os.environ["SIMCLR_CHECKPOINTS"] == str(folder)  # what `!python -m simclr_helpers ...` inherits
-    assert run_dir(s.profile) == s.checkpoint_dir  # what notebooks 03-06 read
+    assert choose_run(s.profile, "mine").folder == s.checkpoint_dir  # what notebooks 04-06 read as yours
     shown_as = s.relative(s.checkpoint_dir / "last.pt")
     assert shown_as == "Google Drive: MyDrive/simclr-step-by-step/checkpoints/colab/last.pt"
 
@@ -282,7 +282,6 @@ def test_a_run_on_drive_resumes_in_a_new_runtime(clean_env, colab, monkeypatch, 
                                                  bundled):
     """The first runtime wrote last.pt to Drive and ended; a new one sets up again and continues from it."""
     from simclr_helpers.checkpoints import RunRecord
-    from simclr_helpers.runs import load_or_pretrain
     from simclr_helpers.train import pretrain
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -291,7 +290,7 @@ def test_a_run_on_drive_resumes_in_a_new_runtime(clean_env, colab, monkeypatch, 
     shutil.copy(tiny_run.checkpoint, s.checkpoint_dir / "last.pt")  # what the first runtime left on Drive
     monkeypatch.delenv("SIMCLR_CHECKPOINTS")  # a new runtime: nothing of the old process is left
     s = notebook.setup(seed=0, profile="smoke", keep_in_drive=True, quiet=True)
-    assert load_or_pretrain(s.profile, log=None) == s.checkpoint_dir / "last.pt"  # notebooks 04-06
+    assert choose_run(s.profile).pretrained(log=None) == s.checkpoint_dir / "last.pt"  # notebooks 04-06
     lines = []
     train = bundled.train.balanced_subset(320)
     result = pretrain(tiny_profile.with_overrides(epochs=3), train, resume=True, progress=False,

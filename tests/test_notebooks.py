@@ -9,7 +9,7 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = ["01_backbone_dissection", "02_augmentations", "03_pretraining", "04_linear_evaluation",
             "05_embeddings_tsne", "06_predict_single_image"]
-LONG_RUN = "cpu-imagenet-45ep-cifar10"  # the results row whose checkpoint notebooks 04-06 were executed with
+LONG_RUN = "cpu-imagenet-45ep-cifar10"  # the results row of the reference weights notebooks 04-06 were executed with
 LONG_RUN_NOTEBOOKS = ("04", "05", "06")
 MACHINE_PATH = re.compile(r"(/(root|home|Users|work|tmp|private|var/folders)/[\w.-]+)|([A-Za-z]:\\\\Users\\\\)")
 
@@ -58,15 +58,17 @@ def test_shared_opening_and_closing(nb):
     assert "**Learning goals.**" in first and first.count("\n- ") >= 3
     for profile in ("smoke", "cpu", "colab", "gpu"):
         assert f"| `{profile}` |" in first
-    if nb.stem[:2] in LONG_RUN_NOTEBOOKS:  # what a reader on GitHub sees comes from the long run, named
-        assert f"stored outputs come from one top-to-bottom run with the long CIFAR-10 run `{LONG_RUN}`" in first
-        assert "with the `smoke` profile" in first  # ... and what a reader gets instead when running it
+    if nb.stem[:2] in LONG_RUN_NOTEBOOKS:  # what a reader on GitHub sees comes from the reference weights, named
+        assert "stored outputs come from one top-to-bottom run with the reference weights" in first
+        assert f"`{LONG_RUN}`" in first and "with the `smoke` profile" in first  # ... and what a reader gets
     else:
         assert "stored outputs come from one top-to-bottom run with the `smoke` profile" in first
     assert "## Summary" in last and "## Exercises" in last
     setup = _source(cells[1])
     assert '"google.colab" in sys.modules' in setup and "setup(seed=0, profile=PROFILE" in setup
     assert 'PROFILE = "auto"' in setup  # the profile is one visible variable (a Colab form field)
+    if nb.stem[:2] in LONG_RUN_NOTEBOOKS:  # ... and so is the run they read
+        assert 'RUN = "auto"' in setup and "run=RUN)" in setup
 
 
 def test_the_long_run_behind_the_notebooks_is_recorded():
@@ -79,7 +81,8 @@ def test_the_long_run_behind_the_notebooks_is_recorded():
     assert row["n_test"] == 10_000 and metrics_file(LONG_RUN).is_file()
     for nb in NOTEBOOKS[3:6]:
         outputs = json.dumps([c.get("outputs", []) for c in _cells(nb)])
-        assert f"run: {LONG_RUN} (named by $SIMCLR_RUN" in outputs, f"{nb.name} was not executed with {LONG_RUN}"
+        assert "run: reference, the weights shipped with the course (45 epochs" in outputs, \
+            f"{nb.name} was not executed with the reference weights"
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)

@@ -5,7 +5,7 @@ import pytest
 from simclr_helpers.config import get_profile
 from simclr_helpers.data import DataSpec
 from simclr_helpers.errors import CheckpointError, DataError
-from simclr_helpers.runs import load_or_make_classifier, load_or_pretrain, load_pretrain_data, resolve_data
+from simclr_helpers.runs import Run, choose_run, load_pretrain_data, resolve_data
 
 
 def test_data_spec_comes_from_argument_env_or_profile(monkeypatch, tmp_path):
@@ -32,41 +32,60 @@ def test_monitor_queries_are_held_out_of_pretraining(monkeypatch):
     assert not any(bytes(img.numpy()) in seen for img in held.images)
 
 
-def test_load_or_pretrain_reuses_an_existing_checkpoint(tiny_run, tiny_profile):
+def test_an_existing_run_is_opened_without_training(tiny_run, tiny_profile):
     messages = []
-    path = load_or_pretrain(tiny_profile, tiny_run.checkpoint.parent, log=messages.append)
-    assert path == tiny_run.checkpoint and messages == []
+    run = Run(tiny_run.checkpoint.parent, tiny_profile, "test", named=False)
+    assert run.pretrained(log=messages.append) == tiny_run.checkpoint and messages == []
 
 
-def test_load_or_make_classifier_trains_the_probe_when_missing(tiny_run, tiny_profile, tmp_path):
+def test_a_missing_classifier_is_trained_beside_the_run(tiny_run, tiny_profile, tmp_path):
     import shutil
 
     shutil.copy(tiny_run.checkpoint, tmp_path / "last.pt")
     messages = []
-    path = load_or_make_classifier(tiny_profile, tmp_path, log=messages.append)
-    assert path == tmp_path / "classifier.pt" and path.exists()
+    run = Run(tmp_path, tiny_profile, "test", named=False)
+    path = run.classifier(log=messages.append)
+    assert path == tmp_path / "classifier.pt" == run.classifier_out and path.exists()
     assert any("training the linear probe now" in m for m in messages)
-    assert load_or_make_classifier(tiny_profile, tmp_path, log=messages.append) == path
+    assert run.classifier(log=messages.append) == path
 
 
-def test_a_named_run_is_what_the_notebooks_read(tiny_run, tiny_profile, tmp_path, monkeypatch):
-    """$SIMCLR_RUN points notebooks 03-06 at a run folder (such as the long CIFAR-10 run) instead of the profile's."""
-    from simclr_helpers.runs import run_dir
+def test_which_run_the_notebooks_read(tiny_run, tiny_profile, tmp_path, monkeypatch):
+    """RUN "auto": $SIMCLR_RUN if set (a folder or `reference`), else notebook 03's run if there, else the
+    reference weights; "mine" and "reference" choose without looking; anything else is one sentence."""
+    import shutil
+
+    from simclr_helpers.errors import SimclrError
 
     monkeypatch.delenv("SIMCLR_RUN", raising=False)
     monkeypatch.setenv("SIMCLR_CHECKPOINTS", str(tmp_path / "ckpts"))
-    assert run_dir(tiny_profile) == tmp_path / "ckpts" / tiny_profile.name
+    mine = tmp_path / "ckpts" / tiny_profile.name
+    assert choose_run(tiny_profile).is_reference  # notebook 03 not run yet
+    assert "notebook 03 has not been run" in choose_run(tiny_profile).why
+    assert choose_run(tiny_profile, "mine").folder == mine and not choose_run(tiny_profile, "mine").named
+    mine.mkdir(parents=True)
+    shutil.copy(tiny_run.checkpoint, mine / "last.pt")
+    assert choose_run(tiny_profile).folder == mine
+    assert choose_run(tiny_profile, "reference").is_reference
     monkeypatch.setenv("SIMCLR_RUN", str(tiny_run.checkpoint.parent))
-    assert run_dir(tiny_profile) == tiny_run.checkpoint.parent
-    messages = []
-    assert load_or_pretrain(tiny_profile, log=messages.append) == tiny_run.checkpoint and messages == []
-    # A named folder without a checkpoint is an error, never a silent training run into it.
+    run = choose_run(tiny_profile)
+    assert run.folder == tiny_run.checkpoint.parent and run.named and "SIMCLR_RUN" in run.why
+    monkeypatch.setenv("SIMCLR_RUN", "reference")
+    assert choose_run(tiny_profile).is_reference and choose_run(tiny_profile, "mine").folder == mine
+    with pytest.raises(SimclrError, match='RUN = "yours" is not one of the choices; set RUN in the setup cell'):
+        choose_run(tiny_profile, "yours")
+
+
+def test_a_named_empty_folder_is_refused_and_stays_empty(tiny_profile, tmp_path, monkeypatch):
+    """A folder named by $SIMCLR_RUN without last.pt: one sentence, and nothing is trained or written into it."""
     monkeypatch.setenv("SIMCLR_RUN", str(tmp_path / "empty"))
-    with pytest.raises(CheckpointError, match="SIMCLR_RUN names this run folder but it holds no last.pt"):
-        load_or_pretrain(tiny_profile, log=messages.append)
-    with pytest.raises(CheckpointError, match="holds no last.pt"):
-        load_or_make_classifier(tiny_profile, log=messages.append)
-    assert not (tmp_path / "empty").exists() and messages == []
+    (tmp_path / "empty").mkdir()
+    run = choose_run(tiny_profile)
+    messages = []
+    for call in (run.check, run.pretrained, run.classifier, run.open):
+        with pytest.raises(CheckpointError, match="SIMCLR_RUN names this run folder but it holds no last.pt"):
+            call()
+    assert list((tmp_path / "empty").iterdir()) == [] and messages == []
 
 
 def test_recorded_row_matches_a_run_only_when_everything_agrees(tiny_run, tmp_path):
