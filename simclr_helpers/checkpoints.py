@@ -110,24 +110,22 @@ def export_reference(run: RunRecord, classifier: ClassifierRecord, path: str | P
     raw = {"kind": "reference", "row": REFERENCE_ROW, "dtype": "float16", "run": record, "model": half,
            "fc": {k: v.half() for k, v in classifier.fc.items()},
            "probe": {k: v for k, v in classifier.source.items() if k != "checkpoint"}}  # no machine paths
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save(raw, buffer)
-    path.write_bytes(buffer.getvalue())
-    return {"file": path.name, "bytes": path.stat().st_size, "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}
+    path = _write_atomically(raw, path)
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def save_checkpoint(payload: dict, path: str | Path, kind: str) -> Path:
-    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, then rename.
-
-    A run killed mid-write leaves the previous checkpoint intact.
-    """
+    """Write ``payload`` to ``path`` atomically (``_write_atomically``): a run killed mid-write leaves the
+    previous checkpoint intact."""
     if kind not in KINDS:
         raise ValueError(f"unknown checkpoint kind {kind!r}")
+    return _write_atomically({**payload, "kind": kind, "format_version": FORMAT_VERSION}, path)
+
+
+def _write_atomically(payload: dict, path: str | Path) -> Path:
+    """``torch.save`` into a temporary file in the same folder, then rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {**payload, "kind": kind, "format_version": FORMAT_VERSION}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

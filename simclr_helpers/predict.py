@@ -37,8 +37,12 @@ class Classifier:
 
 
 def load_classifier(path: str | Path, device: str | None = None) -> Classifier:
-    """A classifier checkpoint (written by ``evaluate --method linear``), ready in eval mode."""
-    record = ClassifierRecord.load(path)
+    """A classifier checkpoint (written by ``evaluate --method linear``, or ``reference``), ready in eval mode."""
+    return classifier_from_record(ClassifierRecord.load(path), device)
+
+
+def classifier_from_record(record: ClassifierRecord, device: str | None = None) -> Classifier:
+    """The network a classifier record describes, in eval mode."""
     backbone = build_backbone(record.stem)
     backbone.load_state_dict(record.backbone)
     fc = nn.Linear(record.fc["weight"].shape[1], record.fc["weight"].shape[0])

@@ -427,7 +427,7 @@ def reference_precision(run_dir: str | Path, reference: str | Path, sha256: str,
     ``export-reference --data`` prints it; the README quotes it."""
     from .checkpoints import ClassifierRecord, reference_payload
     from .evaluate import extract_features, knn_classify
-    from .models import build_backbone
+    from .predict import classifier_from_record
     from .runtime import pick_device
     from .stats import paired
 
@@ -436,18 +436,14 @@ def reference_precision(run_dir: str | Path, reference: str | Path, sha256: str,
     versions = {"fp32": ClassifierRecord.load(run_dir / "classifier.pt"),
                 "fp16": ClassifierRecord.from_dict(reference_payload("classifier", Path(reference), sha256))}
     correct, top1 = {}, {}
-    for name, clf in versions.items():
-        backbone = build_backbone(clf.stem)
-        backbone.load_state_dict(clf.backbone)
-        backbone = backbone.to(dev)
-        f_train = extract_features(backbone, splits.train, clf.normalize, device=dev, progress=progress,
+    for name, record in versions.items():
+        backbone, fc = classifier_from_record(record, dev).model  # backbone, then the linear layer
+        f_train = extract_features(backbone, splits.train, record.normalize, device=dev, progress=progress,
                                    desc=f"{name} train")
-        f_test = extract_features(backbone, splits.test, clf.normalize, device=dev, progress=progress,
+        f_test = extract_features(backbone, splits.test, record.normalize, device=dev, progress=progress,
                                   desc=f"{name} test")
-        fc = torch.nn.Linear(clf.fc["weight"].shape[1], clf.fc["weight"].shape[0])
-        fc.load_state_dict(clf.fc)
         with torch.no_grad():
-            linear = fc(f_test).argmax(1)
+            linear = fc.cpu()(f_test).argmax(1)
         knn = knn_classify(f_train, splits.train.labels, f_test, len(splits.train.classes), k=200)
         for method, predictions in (("knn", knn), ("linear", linear)):
             correct[(method, name)] = (predictions == splits.test.labels).numpy()
