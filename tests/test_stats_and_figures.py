@@ -1,4 +1,4 @@
-"""Standard errors and honest comparisons (``stats``), and the figures that show them (``plots``)."""
+"""The figures that show the course's measurements (``plots``), with their intervals."""
 
 import math
 
@@ -11,39 +11,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from simclr_helpers import plots, stats  # noqa: E402
+from simclr_helpers import plots  # noqa: E402
 from simclr_helpers.augment import CIFAR_AUGMENT, to_model_input  # noqa: E402
 from simclr_helpers.config import get_profile  # noqa: E402
 from simclr_helpers.runtime import warmup_cosine  # noqa: E402
-
-
-def test_standard_error_of_an_accuracy():
-    assert stats.standard_error(0.389, 1000) == pytest.approx(math.sqrt(0.389 * 0.611 / 1000))
-    assert stats.standard_error(0.5, 10_000) == pytest.approx(0.005)
-    assert stats.format_accuracy(0.389, 1000) == "38.9% ± 1.5"
-    assert stats.format_accuracy(0.5, se=0.0123) == "50.0% ± 1.2"
-    with pytest.raises(ValueError):
-        stats.standard_error(0.5, 0)
-
-
-def test_comparisons_say_noise_when_the_gap_is_small():
-    small = stats.compare("h", 0.389, "z", 0.390, 1000)
-    assert small.startswith("h and z differ by 0.1 points: within the noise")
-    big = stats.compare("SimCLR", 0.362, "random init", 0.271, 1000)
-    assert big.startswith("SimCLR beats random init by 9.1 points, more than twice the standard error")
-    reversed_ = stats.compare("z", 0.30, "h", 0.40, 10_000)
-    assert reversed_.startswith("h beats z by 10.0 points")
-    # the rule: more than twice the standard error of the gap
-    se = math.sqrt(2 * stats.standard_error(0.4, 1000) ** 2)
-    assert not stats.significant(0.4 + 1.9 * se, 0.4, se / math.sqrt(2), se / math.sqrt(2))
-    assert stats.significant(0.4 + 2.1 * se, 0.4, se / math.sqrt(2), se / math.sqrt(2))
-
-
-def test_seed_summary_combines_seeds_and_test_set():
-    s = stats.seed_summary([0.30, 0.32, 0.34], 1000)
-    assert s["mean"] == pytest.approx(0.32) and s["std"] == pytest.approx(0.02) and s["seeds"] == 3
-    assert s["se"] == pytest.approx(math.sqrt(0.02 ** 2 / 3 + 0.32 * 0.68 / 1000))
-    assert stats.seed_summary([0.3], 1000)["se"] == pytest.approx(stats.standard_error(0.3, 1000))
 
 
 def test_course_style_is_readable():
