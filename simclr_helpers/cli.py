@@ -470,8 +470,17 @@ def cmd_label_efficiency(args) -> int:
         from .results import RESULTS_FILE, hardware, record_label_efficiency
         from .runtime import pick_device
 
+        command = "python -m simclr_helpers label-efficiency --checkpoint " + (
+            "reference" if is_reference(args.checkpoint) else "RUN/last.pt")
+        if args.data:
+            command += " --data CIFAR10_DIR"
+        for flag, value, default in (("--fractions", args.fractions, "0.01,0.1,1.0"),
+                                     ("--methods", args.methods, ",".join(METHODS))):
+            if value != default:
+                command += f" {flag} {value}"
+        command += "".join(f" --grid {item}" for item in args.grid or [])
         result.update({"hardware": hardware(pick_device(args.device)), "date": time.strftime("%Y-%m-%d"),
-                       "data": splits.train.source.split("/")[0]})
+                       "data": splits.train.source.split("/")[0], "command": command + " --record"})
         _log(f"recorded in {record_label_efficiency(result, Path(args.record) if args.record else RESULTS_FILE)}")
     return 0
 

@@ -148,3 +148,50 @@ def summarise(entries: list[dict], budget: dict, fractions: Sequence[float] = FR
                             "curve": best["curve"]}
     return {**budget, "fractions": table,
             "seconds": round(sum(e["seconds"] for e in entries), 1)}
+
+
+# Budgets for the smoke profile (the bundled subset, a few minutes on a CPU): the protocol, not the figures.
+SMOKE_GRID = {0.01: (20, 40), 0.1: (4, 8), 1.0: (1, 2)}
+# The questions a reader asks of the four curves, each answered at every fraction with a paired test.
+COMPARISONS = (("finetune", "scratch"), ("probe-simclr", "scratch"), ("finetune", "probe-simclr"),
+               ("probe-simclr", "probe-random"))
+
+
+def correctness(summary: dict, fraction: float | str, method: str) -> np.ndarray:
+    """Per test image, whether the chosen run of ``method`` at ``fraction`` got it right."""
+    return unpack(summary["fractions"][str(float(fraction))][method]["test_correct"], summary["n_test"])
+
+
+def comparisons(summary: dict) -> list[tuple[float, object]]:
+    """``(fraction, stats.Comparison)`` for every question of ``COMPARISONS`` both of whose curves were measured:
+    McNemar's exact test on the same test images."""
+    from .stats import paired
+
+    out = []
+    for fraction, cell in summary["fractions"].items():
+        for a, b in COMPARISONS:
+            if a in cell and b in cell:
+                out.append((float(fraction), paired(LABELS[a], correctness(summary, fraction, a),
+                                                    LABELS[b], correctness(summary, fraction, b))))
+    return out
+
+
+def curves(summary: dict) -> dict[str, dict[float, float]]:
+    """``{label: {fraction: test top-1}}``, the four curves of the figure."""
+    out: dict[str, dict[float, float]] = {}
+    for fraction, cell in summary["fractions"].items():
+        for method in METHODS:
+            if method in cell:
+                out.setdefault(LABELS[method], {})[float(fraction)] = cell[method]["test_top1"]
+    return out
+
+
+def recorded(checkpoint, n_test: int, path=None) -> dict | None:
+    """The label-efficiency summary in the results file measured for ``checkpoint`` on ``n_test`` test images,
+    or None."""
+    from .results import RESULTS_FILE, load
+
+    summary = load(path or RESULTS_FILE).get("label_efficiency")
+    if summary and summary["checkpoint"] == str(checkpoint) and summary["n_test"] == n_test:
+        return summary
+    return None

@@ -360,3 +360,32 @@ def label_efficiency(curves: dict[str, dict[float, float]], title: str, ax=None,
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def validation_curves(summary: dict, methods=("scratch", "finetune"), labels: dict | None = None):
+    """The trained curves' validation top-1 over training, one panel per label fraction (notebook 04).
+
+    A line is the chosen budget's run, evaluated ten times along its schedule; the crosses are the final
+    validation top-1 of every budget of the grid, so a reader sees whether a longer budget still helped.
+    """
+    fractions = sorted(summary["fractions"], key=float)
+    fig, axes = plt.subplots(1, len(fractions), figsize=(4.2 * len(fractions), 3.3), squeeze=False)
+    for ax, fraction in zip(axes[0], fractions, strict=True):
+        cell = summary["fractions"][fraction]
+        for i, method in enumerate(m for m in methods if m in cell):
+            run, colour = cell[method], plt.cm.tab10(i)
+            name = (labels or {}).get(method, method)
+            ax.plot([p["epoch"] for p in run["curve"]], [100 * p["val_top1"] for p in run["curve"]], marker=".",
+                    color=colour, label=f"{name} ({run['epochs']} epochs chosen)")
+            budgets = sorted(run["grid"].items(), key=lambda item: int(item[0]))
+            ax.scatter([int(e) for e, _ in budgets], [100 * v for _, v in budgets], marker="x", s=50,
+                       color=colour)
+        ax.set_title(f"{float(fraction):.0%} of the labels")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("validation top-1 (%)")
+    fig.suptitle("trained curves on the validation split: the chosen run (line) and every budget's end (x)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig

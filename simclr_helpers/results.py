@@ -109,22 +109,20 @@ def _duration(seconds) -> str:
 def markdown_tables(rows: list[dict]) -> str:
     """The README's results section body: the main table, label efficiency, and where each row came from."""
     head = ("| run | data | stem | epochs | batch | hardware | pretraining | kNN top-1 (random init) "
-            "| linear top-1 (random init) | supervised from scratch |")
+            "| linear top-1 (random init) |")
     lines = [head, "|" + "|".join("---" for _ in range(head.count("|") - 1)) + "|"]
     notes = []
     for r in rows:
         if r.get("status"):
             lines.append(f"| `{r['id']}` | {r['data']} | {r['stem']} | {r['epochs']} | {r['batch_size']} "
-                         f"| — | {r['status']} | — | — | — |")
+                         f"| — | {r['status']} | — | — |")
             how = f"; the command that would produce it: `{r['command']}`" if r.get("command") else ""
             notes.append(f"- `{r['id']}`: {r['status']}{how}")
             continue
-        le = r.get("label_efficiency", {})
-        sup = le.get("1.0", {}).get("supervised")
         lines.append(
             f"| `{r['id']}` | {r['data']} | {r['stem']} | {r['epochs']} | {r['batch_size']} | {r['hardware']} "
             f"| {_duration(r['pretrain_seconds'])} | {_pct(r['knn']['simclr'])} ({_pct(r['knn']['random_init'])}) "
-            f"| {_pct(r['linear']['simclr'])} ({_pct(r['linear']['random_init'])}) | {_pct(sup)} |")
+            f"| {_pct(r['linear']['simclr'])} ({_pct(r['linear']['random_init'])}) |")
         notes.append(f"- `{r['id']}`: `{r['command']}` ({r['date']}, torch {r['torch']}, "
                      f"{r['n_train']:,} train / {r['n_test']:,} test images)")
     out = ["\n".join(lines), ""]
@@ -136,13 +134,13 @@ def markdown_tables(rows: list[dict]) -> str:
                     "|" + "|".join("---" for _ in range(2 + len(fractions))) + "|"]
         for r in measured:
             for key, label in (("simclr", "linear probe on SimCLR features"),
-                               ("random_init", "linear probe on random-init features"),
-                               ("supervised", "ResNet-18 trained from scratch")):
+                               ("random_init", "linear probe on random-init features")):
                 vals = [r["label_efficiency"].get(f, {}).get(key) for f in fractions]
                 if any(v is not None for v in vals):
                     le_lines.append(f"| `{r['id']}` | {label} | " + " | ".join(_pct(v) for v in vals) + " |")
-        out += ["Label efficiency (test top-1; the same class-balanced label subsets for every model):", "",
-                "\n".join(le_lines), ""]
+        out += ["Linear probes with fewer labels (test top-1; the same class-balanced label subsets for every "
+                "row). The comparison with supervised training and fine-tuning, each trained to convergence, is "
+                "the label-efficiency table below.", "", "\n".join(le_lines), ""]
         hz = [r for r in measured if r.get("linear_z") is not None]
         if hz:
             out += ["Where to take the features (linear probe, all labels): backbone output h vs projection-head "
@@ -293,14 +291,60 @@ def ablation_table(ablations: dict | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+LABEL_EFFICIENCY_COMMAND = ("python -m simclr_helpers label-efficiency --checkpoint reference --data CIFAR10_DIR "
+                            "--record")
+
+
+def label_efficiency_table(summary: dict | None) -> str:
+    """The README's label-efficiency table: the four curves' test top-1 with 95% intervals at each fraction,
+    the trained curves' chosen budgets, and the paired tests the course draws its conclusions from."""
+    from .label_efficiency import LABELS, METHODS, comparisons
+    from .stats import format_interval
+
+    if not summary:
+        return f"Not measured yet: `{LABEL_EFFICIENCY_COMMAND}` (about two hours on two CPU cores).\n"
+    n = summary["n_test"]
+    fractions = sorted(summary["fractions"], key=float)
+    lines = ["| labels | " + " | ".join(LABELS[m] for m in METHODS) + " |", "|---" * (len(METHODS) + 1) + "|"]
+    for f in fractions:
+        cell = summary["fractions"][f]
+        first = next(iter(cell.values()))
+        entries = []
+        for m in METHODS:
+            if m not in cell:
+                entries.append("—")
+                continue
+            text = format_interval(cell[m]["test_top1"], n)
+            if m in ("scratch", "finetune"):
+                text += f", {cell[m]['epochs']} epochs"
+            entries.append(text)
+        lines.append(f"| {float(f):.0%} ({first['n_labels']:,} images) | " + " | ".join(entries) + " |")
+    lines += ["", "Paired on the same test images (McNemar's exact test):", ""]
+    lines += [f"- {float(f):.0%} of the labels: {c}" for f, c in comparisons(summary)]
+    budgets = "; ".join(f"{float(f):.0%}: " + ", ".join(
+        f"{LABELS[m].split(' (')[0]} {' / '.join(f'{e} ep {100 * v:.1f}%' for e, v in cell[m]['grid'].items())}"
+        for m in ("scratch", "finetune") if m in cell) for f, cell in summary["fractions"].items())
+    lines += ["", f"The trained curves' epochs are chosen on a validation split, never on the test set: the "
+              f"{summary['n_validation']:,} training images the run held out of pretraining. Validation top-1 by "
+              f"budget: {budgets}. Linear probes: {summary['probe_epochs']} epochs on the frozen features. "
+              f"Labelled images are class-balanced subsets of the {summary['n_pool']:,} others, the same for "
+              f"every curve; the test set is all {n:,} test images. "
+              f"Measured with `{summary.get('command', LABEL_EFFICIENCY_COMMAND)}` "
+              f"on {summary.get('hardware', 'unknown hardware')} ({summary.get('date', '')}, "
+              f"{_duration(summary['seconds'])} of training in all)."]
+    return "\n".join(lines) + "\n"
+
+
 BLOCKS = {  # README marker name -> what generates the text between the markers
     "results": lambda data: markdown_tables(data["rows"]),
     "benchmark": lambda data: benchmark_table(data["benchmarks"]),
     "sweep": lambda data: sweep_table(data["sweeps"]),
     "ablations": lambda data: ablation_table(data.get("ablations")),
+    "label-efficiency": lambda data: label_efficiency_table(data.get("label_efficiency")),
 }
 # The key of the results file each optional block shows (a block the README lacks is needed once its data exists).
-BLOCK_DATA = {"benchmark": "benchmarks", "sweep": "sweeps", "ablations": "ablations"}
+BLOCK_DATA = {"benchmark": "benchmarks", "sweep": "sweeps", "ablations": "ablations",
+              "label-efficiency": "label_efficiency"}
 
 
 def _markers(name: str) -> tuple[str, str]:
@@ -320,7 +364,8 @@ def _data(rows: list[dict] | None, benchmarks: list[dict] | None, sweeps: list[d
     stored = load()
     return {"rows": stored["rows"], "benchmarks": stored["benchmarks"] if benchmarks is None else benchmarks,
             "sweeps": stored["sweeps"] if sweeps is None else sweeps,
-            "ablations": stored.get("ablations") if ablations is None else ablations}
+            "ablations": stored.get("ablations") if ablations is None else ablations,
+            "label_efficiency": stored.get("label_efficiency")}
 
 
 def readme_block(rows: list[dict], name: str = "results", benchmarks: list[dict] | None = None) -> str:

@@ -409,17 +409,6 @@ def _row_id(profile: Profile, spec: DataSpec) -> str:
     return f"{profile.name}-{profile.stem}{epochs}" + ("" if spec.kind == "bundled" else "-cifar10")
 
 
-def recorded_row(record: RunRecord, path: str | Path | None = None) -> dict | None:
-    """The results file's row of this run (same id and epochs), or None: notebook 04 shows a recorded run's
-    supervised baselines from it instead of training them again for as long as the README's row did."""
-    from .results import RESULTS_FILE, load
-
-    p = record.profile
-    same = {"id": _row_id(p, record.data), "epochs": record.epoch, "batch_size": p.batch_size,
-            "lr_per_256": p.lr_per_256}
-    return next((r for r in load(path or RESULTS_FILE)["rows"] if all(r.get(k) == v for k, v in same.items())), None)
-
-
 def reference_precision(run_dir: str | Path, reference: str | Path, sha256: str, data: str | Path | None,
                         device: str | None = None, progress: bool = True) -> dict:
     """What storing the reference weights in fp16 costs: kNN and linear-probe top-1 on the test split with the

@@ -92,3 +92,50 @@ def test_the_command_records_its_summary_and_refuses_bad_arguments(tiny_run, tmp
     assert main([*args, "--grid", "1.0:0"]) == 2
     assert main([*args, "--methods", "magic"]) == 2
     assert "unknown method(s) magic" in capsys.readouterr().err
+
+
+def _summary(n=2000):
+    """A summary as ``summarise`` makes it, with chosen per-image correctness: fine-tuning right on 70% of the
+    images, from scratch on 60% of them, the probes on 50% and 20%, nested so the paired counts are known."""
+    rng = np.random.default_rng(0)
+    order = rng.permutation(n)
+
+    def entry(share, epochs=None):
+        ok = np.zeros(n, bool)
+        ok[order[: int(share * n)]] = True
+        return {"epochs": epochs or 100, "n_labels": 450, "val_top1": share, "test_top1": share,
+                "test_correct": le.pack(ok), "grid": {"10": share - 0.01, "20": share}, "curve": []}
+
+    cell = {"probe-simclr": entry(0.5), "probe-random": entry(0.2), "scratch": entry(0.6, 20),
+            "finetune": entry(0.7, 20)}
+    return {"checkpoint": "reference", "stem": "imagenet", "n_pool": 45000, "n_validation": 5000, "n_test": n,
+            "probe_epochs": 100, "batch_size": 256, "fractions": {"0.01": cell}, "seconds": 3600.0,
+            "hardware": "a test", "date": "2026-01-01"}
+
+
+def test_paired_comparisons_and_the_readme_table_read_the_stored_correctness():
+    from simclr_helpers.results import label_efficiency_table
+
+    summary = _summary()
+    found = {(c.a, c.b): c for _, c in le.comparisons(summary)}
+    assert len(found) == len(le.COMPARISONS)
+    tuned = found[(le.LABELS["finetune"], le.LABELS["scratch"])]
+    assert tuned.gap == pytest.approx(0.1) and tuned.resolved  # 200 images only fine-tuning gets right, 0 the other way
+    assert "200 discordant" in tuned.method
+    assert le.curves(summary)[le.LABELS["scratch"]] == {0.01: 0.6}
+    table = label_efficiency_table(summary)
+    assert "| 1% (450 images) |" in table and "60.0% [" in table and "20 epochs" in table
+    assert str(tuned) in table and "10 ep 59.0% / 20 ep 60.0%" in table
+    assert label_efficiency_table(None).startswith("Not measured yet")
+
+
+def test_recorded_summary_is_found_only_for_its_checkpoint_and_test_set(tmp_path):
+    from simclr_helpers.results import record_label_efficiency
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"rows": [], "benchmarks": [], "sweeps": []}))
+    assert le.recorded("reference", 2000, path) is None
+    record_label_efficiency(_summary(), path)
+    assert le.recorded("reference", 2000, path)["n_pool"] == 45000
+    assert le.recorded("reference", 10_000, path) is None
+    assert le.recorded("checkpoints/smoke/last.pt", 2000, path) is None

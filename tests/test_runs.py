@@ -88,24 +88,6 @@ def test_a_named_empty_folder_is_refused_and_stays_empty(tiny_profile, tmp_path,
     assert list((tmp_path / "empty").iterdir()) == [] and messages == []
 
 
-def test_recorded_row_matches_a_run_only_when_everything_agrees(tiny_run, tmp_path):
-    """Notebook 04 takes a run's supervised baselines from the results file only for that very run."""
-    import json
-
-    from simclr_helpers.checkpoints import RunRecord
-    from simclr_helpers.runs import _row_id, recorded_row
-
-    record = RunRecord.load(tiny_run.checkpoint)
-    p = record.profile
-    row = {"id": _row_id(p, record.data), "epochs": record.epoch, "batch_size": p.batch_size,
-           "lr_per_256": p.lr_per_256}
-    results = tmp_path / "results.json"
-    results.write_text(json.dumps({"rows": [row]}))
-    assert recorded_row(record, results) == row
-    results.write_text(json.dumps({"rows": [{**row, "lr_per_256": p.lr_per_256 / 2}]}))  # another recipe
-    assert recorded_row(record, results) is None
-
-
 def test_a_relative_data_path_is_found_from_the_notebooks_folder(tmp_path, monkeypatch):
     """A run started in the course's folder records `data/...`; notebooks run in `notebooks/` and still find it."""
     for folder in ("notebooks", "simclr_helpers", "data/cifar/train"):
