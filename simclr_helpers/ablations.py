@@ -29,14 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from lightly.loss import NTXentLoss
 
 from .augment import CIFAR_AUGMENT, AugmentConfig
-from .blog import BLOG_LR, blog_optimizer
+from .blog import BLOG_LR
 from .config import NORMALIZE, Profile
 from .data import ImageTensors
 from .models import SimCLRModel
-from .runtime import pick_device, pick_precision, seed_everything
+from .runtime import pick_device, seed_everything
 from .stats import Comparison, over_seeds, seed_interval
 from .store import append_store, read_store
 
@@ -104,37 +103,19 @@ def pretrain_variant(variant: Variant, profile: Profile, images: torch.Tensor, s
                      channels_last: bool = True) -> SimCLRModel:
     """Pretrain one SimCLR model on uint8 ``images`` for ``profile.epochs`` epochs, the way ``variant`` says.
 
-    The training loop's own pieces (``train.FastBatches``, ``train.training_step``, its optimiser
-    and schedule), without ``pretrain``'s plumbing (checkpoints, logs, monitor) and with the
-    optimiser exchangeable: the blog's has no schedule.
+    The course's set-up and epoch (``train.training_setup``, ``train.train_one_epoch``), without
+    ``pretrain``'s plumbing (checkpoints, logs, monitor), with the variant's augmentation, temperature,
+    batch or optimiser (the blog's has no schedule).
     """
-    from .train import FastBatches, make_optimizer, make_scheduler, training_step
+    from .train import train_one_epoch, training_setup
 
-    dev = pick_device(device)
     profile = profile.with_overrides(batch_size=variant.batch_size)
-    seed_everything(seed)
-    model = SimCLRModel(stem=profile.stem, projection_dim=profile.projection_dim).to(dev)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    precision = pick_precision(dev)
-    criterion = NTXentLoss(temperature=variant.temperature or profile.temperature)
-    batches = FastBatches(images.to(dev), profile.batch_size, torch.Generator(device=dev).manual_seed(seed),
-                          variant.augment)
-    if len(batches) == 0:
-        raise ValueError(f"{len(images)} training images are fewer than one batch of {profile.batch_size}")
-    if variant.optimizer == "blog":
-        optimizer, scheduler = blog_optimizer(model), None
-    else:
-        optimizer = make_optimizer(model, profile)
-        scheduler = make_scheduler(optimizer, len(batches), profile)
-    scaler = precision.grad_scaler()
+    setup = training_setup(profile, images, pick_device(device), seed=seed, augment=variant.augment,
+                           channels_last=channels_last, temperature=variant.temperature,
+                           optimizer="blog" if variant.optimizer == "blog" else "course")
     for _ in range(profile.epochs):
-        model.train()
-        for x0, x1 in batches:
-            training_step(model, criterion, optimizer, scaler, x0, x1, precision, channels_last)
-            if scheduler is not None:
-                scheduler.step()
-    return model.eval()
+        train_one_epoch(setup, progress=False)
+    return setup.model.eval()
 
 
 def knn_top1(backbone: torch.nn.Module, bank: ImageTensors, queries: ImageTensors, k: int = 200,

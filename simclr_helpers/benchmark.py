@@ -14,8 +14,8 @@ import time
 import torch
 
 from .augment import BatchedSimCLRAugment
-from .blog import blog_loader, blog_training_step, probe_epoch_blog_way
-from .runtime import allocator_tuned, cpu_count, pick_device, pick_precision, seed_everything
+from .blog import blog_loader, probe_epoch_blog_way
+from .runtime import allocator_tuned, cpu_count, pick_device, pick_precision
 
 
 def _sync(device) -> None:
@@ -140,13 +140,6 @@ def _sync_all() -> None:
         torch.cuda.synchronize()
 
 
-def _fast_step(model, criterion, optimizer, precision, channels_last: bool = True):
-    from .train import training_step
-
-    scaler = precision.grad_scaler()
-    return lambda x0, x1: training_step(model, criterion, optimizer, scaler, x0, x1, precision, channels_last)
-
-
 def run_benchmark(images: torch.Tensor, device=None, batch_size: int = 256, stem: str = "imagenet",
                   steps: int = 5, repeats: int = 3, compile: bool = False, log=print,
                   augment_batches: int = 16, augment_repeats: int = 7, workers: int | None = None) -> dict:
@@ -157,11 +150,8 @@ def run_benchmark(images: torch.Tensor, device=None, batch_size: int = 256, stem
     blog used 8) before the clock and takes one untimed batch or step first; batches the
     workers prepare meanwhile count for the blog, so any bias favours the blog's pipeline.
     """
-    from lightly.loss import NTXentLoss
-
     from .config import get_profile
-    from .models import SimCLRModel
-    from .train import FastBatches, make_optimizer
+    from .train import training_setup
 
     log = log or (lambda s: None)
     dev = pick_device(device)
@@ -181,25 +171,17 @@ def run_benchmark(images: torch.Tensor, device=None, batch_size: int = 256, stem
     fast_precision = pick_precision(dev)
     result["blog_dtype"], result["fast_dtype"] = "fp32", fast_precision.name
     runners = {}
-    for pipeline in ("blog", "fast"):
-        seed_everything(0)
-        model = SimCLRModel(stem=stem).to(dev)
-        criterion, optimizer = NTXentLoss(temperature=profile.temperature), make_optimizer(model, profile)
+    for pipeline in ("blog", "fast"):  # the course's set-up and step (train.training_setup), timed step by step
+        # the fast path as train.pretrain runs it: channels_last, one forward pass, autocast on GPUs
+        setup = training_setup(profile, images, dev, seed=0, pipeline=pipeline, channels_last=pipeline == "fast",
+                               compile=compile and pipeline == "fast", workers=workers)
         if pipeline == "blog":
-            def make_batches():
+            def make_batches():  # a fresh DataLoader: its workers start for every measurement
                 return blog_loader(images, batch_size, workers=workers)
-
-            def step(x0, x1, model=model, criterion=criterion, optimizer=optimizer):
-                blog_training_step(model, criterion, optimizer, x0.to(dev), x1.to(dev))
-        else:  # channels_last, one forward pass, autocast on GPUs: train.pretrain's defaults
-            model = model.to(memory_format=torch.channels_last)
-            step_model = torch.compile(model) if compile else model
-            fast_batches = FastBatches(images.to(dev), batch_size, torch.Generator(device=dev).manual_seed(0))
-
-            def make_batches(batches=fast_batches):
+        else:
+            def make_batches(batches=setup.batches):
                 return batches
-            step = _fast_step(step_model, criterion, optimizer, fast_precision)
-        runners[pipeline] = (make_batches, step)
+        runners[pipeline] = (make_batches, setup.step)
     log(f"training steps: the blog's and the fast pipeline, {repeats} alternating repeats ...")
     rates = {"blog": [], "fast": []}
     for _ in range(repeats):
@@ -316,11 +298,8 @@ def training_sweep(images: torch.Tensor, device=None, batch_sizes=(64, 128, 256,
     them alike; each figure is the median of ``repeats``, and every variant is warmed up once
     (for a compiled model that includes compiling) before the first timed repeat.
     """
-    from lightly.loss import NTXentLoss
-
     from .config import get_profile
-    from .models import SimCLRModel
-    from .train import FastBatches, make_optimizer
+    from .train import training_setup
 
     log = log or (lambda s: None)
     dev = pick_device(device)
@@ -328,13 +307,9 @@ def training_sweep(images: torch.Tensor, device=None, batch_sizes=(64, 128, 256,
     variants = [(b, c) for b in batch_sizes for c in ((False, True) if compile else (False,))]
     runners = {}
     for batch_size, compiled in variants:
-        torch.manual_seed(0)
-        model = SimCLRModel(stem=stem).to(dev).to(memory_format=torch.channels_last)
         profile = get_profile("smoke").with_overrides(batch_size=batch_size, stem=stem)
-        step = _fast_step(torch.compile(model) if compiled else model, NTXentLoss(temperature=profile.temperature),
-                          make_optimizer(model, profile), precision)
-        batches = FastBatches(images.to(dev), batch_size, torch.Generator(device=dev).manual_seed(0))
-        runners[(batch_size, compiled)] = (lambda b=batches: b, step)
+        setup = training_setup(profile, images, dev, seed=0, compile=compiled)
+        runners[(batch_size, compiled)] = (lambda b=setup.batches: b, setup.step)
         t0 = time.perf_counter()
         _training_throughput(*runners[(batch_size, compiled)], steps=1)  # warm-up (and compile)
         log(f"batch {batch_size}{' + compile' if compiled else ''}: warmed up in {time.perf_counter() - t0:.1f} s")

@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-limit", type=int, help="use at most N training images (class-balanced)")
     p.add_argument("--out", help=f"output folder (default ${ENV_CHECKPOINTS}/<profile>, else checkpoints/<profile>)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt at the next epoch")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run OUT already holds (without it, a folder with a run is refused)")
     p.add_argument("--pipeline", choices=["fast", "blog"], default="fast",
                    help="fast: data on the device + batched views (default); blog: the blog post's PIL + DataLoader")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -264,7 +266,8 @@ def cmd_pretrain(args) -> int:
         with main_first() if args.download else nullcontext():  # one download at a time
             data = load_pretrain_data(profile, args.data, args.download, log=log)
         result = run_pretrain(profile, data, out=args.out, resume=args.resume, device=device, pipeline=args.pipeline,
-                              amp=not args.no_amp, compile=args.compile, log=log, sync_bn=args.sync_bn)
+                              amp=not args.no_amp, compile=args.compile, log=log, sync_bn=args.sync_bn,
+                              overwrite=args.overwrite)
     if main:
         summary = result.summary()
         print(json.dumps(summary, indent=1) if args.json else f"checkpoint: {summary['checkpoint']}")

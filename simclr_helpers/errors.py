@@ -19,3 +19,7 @@ class CheckpointError(SimclrError):
 
 class ImageError(SimclrError):
     """An image file that cannot be read."""
+
+
+class TrainingError(SimclrError):
+    """A run that cannot go on as asked: a loss that is no longer finite, a finished run in the way."""

@@ -52,9 +52,9 @@ class Precision:
         """The forward pass's context: autocast to ``dtype``, or plain fp32 when ``dtype`` is None."""
         return torch.autocast(device_type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
 
-    def grad_scaler(self) -> torch.amp.GradScaler | None:
-        """A loss scaler for fp16 (its small range underflows small gradients), else None."""
-        return torch.amp.GradScaler("cuda") if self.scaler else None
+    def grad_scaler(self, device_type: str = "cuda") -> torch.amp.GradScaler:
+        """The loss scaler: enabled for fp16 (its small range underflows small gradients), a no-op otherwise."""
+        return torch.amp.GradScaler(device_type, enabled=self.scaler)
 
 
 def pick_precision(device: torch.device, amp: bool = True) -> Precision:
@@ -78,16 +78,14 @@ def to_device(x: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def backward_and_step(loss: torch.Tensor, optimizer, scaler=None) -> None:
-    """Gradients of ``loss`` and one optimiser step, through the fp16 gradient scaler when there is one."""
+def backward_and_step(loss: torch.Tensor, optimizer, scaler: torch.amp.GradScaler | None = None) -> None:
+    """Gradients of ``loss`` and one optimiser step, through the loss scaler (a disabled one, or None, for fp32
+    and bf16: then ``scale``, ``step`` and ``update`` are plain ``backward`` and ``step``)."""
+    scaler = scaler or torch.amp.GradScaler(loss.device.type, enabled=False)
     optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        optimizer.step()
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def shuffled_batches(n: int, batch_size: int, generator: torch.Generator, device=None):

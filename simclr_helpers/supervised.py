@@ -120,7 +120,7 @@ def train_supervised(train: ImageTensors, stem: str, recipe: SupervisedRecipe, d
                            {"params": no_decay, "weight_decay": 0.0}], lr=lr, momentum=recipe.momentum,
                           nesterov=True)
     sched = warmup_cosine_schedule(opt, total, max(1, int(recipe.warmup_fraction * total)))
-    scaler = precision.grad_scaler()
+    scaler = precision.grad_scaler(dev.type)
     g = torch.Generator(device=dev).manual_seed(recipe.seed)
     if recipe.augment == "pad-crop":
         def augment(x):

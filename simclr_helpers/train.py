@@ -29,10 +29,11 @@ from torch import nn
 
 from . import distributed
 from .augment import CIFAR_AUGMENT, AugmentConfig, BatchedSimCLRAugment
-from .blog import blog_loader, blog_training_step
+from .blog import blog_loader, blog_optimizer, blog_training_step
 from .checkpoints import RunRecord
 from .config import NORMALIZE, Profile, default_checkpoint_dir
 from .data import DataSpec, ImageTensors
+from .errors import DataError, TrainingError
 from .models import SimCLRModel
 from .runtime import (
     Precision,
@@ -103,6 +104,113 @@ def training_step(model: nn.Module, criterion: nn.Module, optimizer, scaler, x0:
     return loss.detach()
 
 
+@dataclass
+class TrainingSetup:
+    """Everything an epoch of SimCLR needs, built once (``training_setup``) and used by ``train_one_epoch``:
+    by ``pretrain``, the ablations, the benchmark and notebook 03 alike."""
+
+    model: SimCLRModel  # unwrapped: what checkpoints and the kNN monitor see
+    step_model: nn.Module  # what the steps call: the model, or its DDP or compiled wrapper
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None  # None: the blog's optimiser has no schedule
+    scaler: torch.amp.GradScaler  # enabled only for fp16
+    precision: Precision
+    batches: FastBatches | torch.utils.data.DataLoader
+    generator: torch.Generator  # the data order and the views
+    pipeline: str = "fast"
+    channels_last: bool = True
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def step(self, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+        """One optimiser step on a batch of two views (the blog's pipeline: its own step). Returns the loss."""
+        if self.pipeline == "blog":
+            return blog_training_step(self.step_model, self.criterion, self.optimizer,
+                                      to_device(x0, self.device, self.channels_last),
+                                      to_device(x1, self.device, self.channels_last))
+        return training_step(self.step_model, self.criterion, self.optimizer, self.scaler, x0, x1, self.precision,
+                             self.channels_last)
+
+
+def training_setup(profile: Profile, images: torch.Tensor, device=None, *, seed: int | None = None,
+                   augment: AugmentConfig = CIFAR_AUGMENT, pipeline: str = "fast", amp: bool = True,
+                   channels_last: bool = True, compile: bool = False, temperature: float | None = None,
+                   optimizer: str = "course", resume: RunRecord | None = None, world: int = 1, rank: int = 0,
+                   sync_bn: bool | None = None, workers: int | None = None) -> TrainingSetup:
+    """Model, loss, optimiser, schedule, scaler, precision and batches for SimCLR on uint8 ``images``.
+
+    ``seed`` (default the profile's) seeds the weights and, through a generator of its own, the data order
+    and the views. ``optimizer``: ``"course"`` (SGD with momentum, weight decay, warm-up and cosine) or
+    ``"blog"`` (the blog's plain SGD without a schedule). ``resume``: a run record whose weights, optimiser,
+    schedule and scaler state are loaded (before any wrapping). With ``world`` processes, ``images`` is this
+    process's shard and each step takes ``profile.batch_size // world`` of them; the model is wrapped in
+    DistributedDataParallel and the loss gathers the negatives of every process.
+    """
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown pipeline {pipeline!r}; choose {PIPELINES}")
+    dev = torch.device(device) if device is not None else pick_device()
+    seed = profile.seed if seed is None else seed
+    seed_everything(seed)
+    model = SimCLRModel(stem=profile.stem, projection_dim=profile.projection_dim).to(dev)
+    if distributed.use_sync_bn(sync_bn, dev, world):  # same parameters and state_dict names as BatchNorm
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if channels_last:  # NHWC suits cuDNN's tensor cores and oneDNN on CPUs alike
+        model = model.to(memory_format=torch.channels_last)
+    precision = Precision(None, False) if pipeline == "blog" else pick_precision(dev, amp)
+    criterion = NTXentLoss(temperature=temperature or profile.temperature, gather_distributed=world > 1)
+    batch_size = distributed.per_rank_batch(profile.batch_size, world)
+    generator = torch.Generator(device=dev).manual_seed(distributed.rank_seed(seed, rank))
+    if pipeline == "fast":
+        batches = FastBatches(images.to(dev), batch_size, generator, augment)
+    else:
+        batches = blog_loader(images, batch_size, seed=distributed.rank_seed(seed, rank), workers=workers)
+    if len(batches) == 0:
+        raise DataError(f"{len(images) * world} training images are fewer than one batch of {profile.batch_size}; "
+                        "use a smaller --batch-size or more images.")
+    if optimizer == "blog":
+        optim, scheduler = blog_optimizer(model), None
+    else:
+        optim = make_optimizer(model, profile)
+        scheduler = make_scheduler(optim, len(batches), profile)
+    scaler = precision.grad_scaler(dev.type)  # a no-op unless fp16
+    if resume is not None:
+        model.load_state_dict(resume.model)
+        optim.load_state_dict(resume.optimizer)
+        if scheduler is not None:
+            scheduler.load_state_dict(resume.scheduler)
+        if resume.scaler:
+            scaler.load_state_dict(resume.scaler)
+    step_model = model
+    if world > 1:  # DDP averages the gradients over the processes, so every rank takes the same step
+        step_model = nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
+    step_model = torch.compile(step_model) if compile else step_model
+    return TrainingSetup(model, step_model, criterion, optim, scheduler, scaler, precision, batches, generator,
+                         pipeline, channels_last)
+
+
+def train_one_epoch(setup: TrainingSetup, progress: bool = True, desc: str = "") -> tuple[torch.Tensor, int]:
+    """One pass over the batches: a SimCLR step on each, the learning rate moved on after every step.
+    Returns the summed loss (a tensor on the device, so that no step waits for it) and the number of steps."""
+    from tqdm.auto import tqdm
+
+    setup.model.train()
+    total, steps = torch.zeros((), device=setup.device), 0
+    bar = tqdm(setup.batches, desc=desc, disable=not progress, leave=False, unit="batch")
+    for x0, x1 in bar:
+        loss = setup.step(x0, x1)              # forward both views, NT-Xent, backward, update
+        if setup.scheduler is not None:
+            setup.scheduler.step()             # warm-up + cosine, per step
+        total += loss
+        steps += 1
+        if steps % 10 == 0:
+            bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{setup.optimizer.param_groups[0]['lr']:.4f}")
+    bar.close()
+    return total, steps
+
+
 def save_pretrain_checkpoint(path: str | Path, model: SimCLRModel, optimizer, scheduler, profile: Profile,
                              metrics: list[dict], train: ImageTensors, data: DataSpec | str | None = None,
                              generator: torch.Generator | None = None, scaler=None, pipeline: str = "fast",
@@ -117,7 +225,7 @@ def save_pretrain_checkpoint(path: str | Path, model: SimCLRModel, optimizer, sc
         profile=profile, data=DataSpec.resolve(data), normalize=NORMALIZE, classes=list(train.classes),
         num_train=len(train), epoch=metrics[-1]["epoch"] if metrics else 0, metrics=metrics,
         model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-        scaler=scaler.state_dict() if scaler else None,
+        scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
         rng=generator.get_state() if generator is not None else None, rng_ranks=rng_ranks, pipeline=pipeline,
     ).save(path)
 
@@ -168,7 +276,8 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
              pipeline: str = "fast", amp: bool = True, channels_last: bool | None = None, compile: bool = False,
              augment: AugmentConfig = CIFAR_AUGMENT, monitor: tuple[ImageTensors, ImageTensors] | None = None,
              progress: bool = True, on_epoch_end: Callable[[dict], None] | None = None,
-             log: Callable[[str], None] | None = print, sync_bn: bool | None = None) -> PretrainResult:
+             log: Callable[[str], None] | None = print, sync_bn: bool | None = None,
+             overwrite: bool = False) -> PretrainResult:
     """Pretrain a SimCLR model on ``train`` with the sizes of ``profile``.
 
     Writes ``last.pt`` (a :class:`~simclr_helpers.checkpoints.RunRecord`, atomically, after
@@ -188,9 +297,11 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
     files. A resume with another number of processes continues weights, optimizer,
     schedule and epoch, but draws a new data order (per-process random streams do not
     carry over to a different number of processes).
-    """
-    from tqdm.auto import tqdm
 
+    A folder that already holds a run is never trained over without ``resume`` (continue it) or
+    ``overwrite`` (replace it), and a loss that stops being finite stops the run before its
+    checkpoint is written, so the last good epoch stays on disk.
+    """
     from .evaluate import knn_monitor
 
     if pipeline not in PIPELINES:
@@ -205,6 +316,10 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
     spec = DataSpec.resolve(data)
 
     state = None
+    if not resume and not overwrite and ckpt_path.exists() and distributed.rank() == 0:
+        done = RunRecord.load(ckpt_path).epoch
+        raise TrainingError(f"{ckpt_path} already holds a run ({done} epochs); continue it with --resume, "
+                            "train into another folder with --out, or pass --overwrite to replace it.")
     if resume and ckpt_path.exists():
         state = RunRecord.load(ckpt_path)
         # The run continues with the settings it was started with; only the number of
@@ -215,34 +330,15 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
         log(f"no checkpoint at {ckpt_path} yet; starting a new run")
     distributed.check_same(state.epoch if state else None, f"the epoch to resume from {ckpt_path}")
 
-    seed_everything(profile.seed)
-    model = SimCLRModel(stem=profile.stem, projection_dim=profile.projection_dim).to(dev)
-    if distributed.use_sync_bn(sync_bn, dev, world):  # same parameters and state_dict names as BatchNorm
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    if channels_last is None:  # NHWC suits cuDNN's tensor cores and oneDNN on CPUs alike
-        channels_last = True
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    precision = Precision(None, False) if pipeline == "blog" else pick_precision(dev, amp)
-    criterion = NTXentLoss(temperature=profile.temperature, gather_distributed=world > 1)
-    optimizer = make_optimizer(model, profile)
-    batch_size = distributed.per_rank_batch(profile.batch_size, world)
     shard = train.subset(distributed.shard_indices(len(train), rank, world)) if world > 1 else train
-    steps = len(shard) // batch_size  # the batches FastBatches yields; shards are equal, so on every rank
-    if steps == 0:
-        raise ValueError(f"{len(train)} training images are fewer than one batch of {profile.batch_size}")
-    scheduler = make_scheduler(optimizer, steps, profile)
-    scaler = precision.grad_scaler()
-    generator = torch.Generator(device=dev).manual_seed(distributed.rank_seed(profile.seed, rank))
+    setup = training_setup(profile, shard.images, dev, augment=augment, pipeline=pipeline, amp=amp,
+                           channels_last=True if channels_last is None else channels_last, compile=compile,
+                           resume=state, world=world, rank=rank, sync_bn=sync_bn)
+    model, generator, scheduler = setup.model, setup.generator, setup.scheduler
 
     metrics: list[dict] = []
     start_epoch = 0
     if state is not None:
-        model.load_state_dict(state.model)
-        optimizer.load_state_dict(state.optimizer)
-        scheduler.load_state_dict(state.scheduler)
-        if scaler is not None and state.scaler:
-            scaler.load_state_dict(state.scaler)
         metrics = list(state.metrics)
         start_epoch = state.epoch
         rngs = state.rng_ranks or [state.rng]
@@ -257,39 +353,21 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
     if start_epoch >= profile.epochs:
         log(f"{ckpt_path} already finished {start_epoch} epochs; nothing to do")
 
-    step_model = model  # `model` stays unwrapped: checkpoints without `module.` prefixes, the monitor
-    if world > 1:  # DDP averages the gradients over the processes, so every rank takes the same step
-        step_model = nn.parallel.DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
-    step_model = torch.compile(step_model) if compile else step_model
-    if pipeline == "fast":
-        batches = FastBatches(shard.images.to(dev), batch_size, generator, augment)
-    else:
-        batches = blog_loader(shard.images, batch_size, seed=distributed.rank_seed(profile.seed, rank))
     t_run = time.perf_counter()
     for epoch in range(start_epoch, profile.epochs):
-        model.train()
         if pipeline == "blog":
-            batches.generator.manual_seed(distributed.rank_seed(profile.seed + epoch, rank))
-        total, n_steps = torch.zeros((), device=dev), 0
+            setup.batches.generator.manual_seed(distributed.rank_seed(profile.seed + epoch, rank))
         t0 = time.perf_counter()
-        bar = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}/{profile.epochs}", disable=not progress,
-                   leave=False, unit="batch")
-        for x0, x1 in bar:
-            if pipeline == "fast":
-                loss = training_step(step_model, criterion, optimizer, scaler, x0, x1, precision, channels_last)
-            else:
-                loss = blog_training_step(step_model, criterion, optimizer, to_device(x0, dev, channels_last),
-                                          to_device(x1, dev, channels_last))
-            scheduler.step()
-            total += loss
-            n_steps += 1
-            if n_steps % 10 == 0 or n_steps == steps:
-                bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{scheduler.get_last_lr()[0]:.4f}")
-        bar.close()
+        total, n_steps = train_one_epoch(setup, progress, desc=f"epoch {epoch + 1}/{profile.epochs}")
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         seconds = time.perf_counter() - t0
         total = distributed.all_reduce_mean(total)  # the global batch's loss: the mean over processes
+        if not torch.isfinite(total):  # NaN weights must never replace the last good checkpoint
+            kept = f"{ckpt_path} keeps epoch {metrics[-1]['epoch']}" if metrics else "nothing was saved"
+            raise TrainingError(f"the loss stopped being finite in epoch {epoch + 1} (lr_per_256 "
+                                f"{profile.lr_per_256}); {kept}. Lower the learning rate (--lr-per-256) and start "
+                                "again.")
         rng_ranks = distributed.all_gather_objects(generator.get_state()) if world > 1 else None
         row = {"epoch": epoch + 1, "loss": round(float(total) / max(1, n_steps), 5),
                "lr": round(scheduler.get_last_lr()[0], 6), "seconds": round(seconds, 2),
@@ -298,8 +376,9 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
             row["knn_top1"] = round(knn_monitor(model.backbone, monitor[0], monitor[1], dev, k=profile.knn_k), 4)
         metrics.append(row)
         if rank == 0:
-            save_pretrain_checkpoint(ckpt_path, model, optimizer, scheduler, profile, metrics, train, spec,
-                                     generator=generator, scaler=scaler, pipeline=pipeline, rng_ranks=rng_ranks)
+            save_pretrain_checkpoint(ckpt_path, model, setup.optimizer, scheduler, profile, metrics, train, spec,
+                                     generator=generator, scaler=setup.scaler, pipeline=pipeline,
+                                     rng_ranks=rng_ranks)
             _write_logs(out_dir, metrics)
         distributed.barrier()  # the other ranks wait for rank 0's monitor and files
         knn = f", kNN top-1 {row['knn_top1']:.1%}" if row["knn_top1"] is not None else ""
@@ -311,7 +390,7 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
                 f"{finish_estimate(per_epoch, profile.epochs - epoch - 1)}")
         if on_epoch_end is not None:
             on_epoch_end(row)
-    return PretrainResult(ckpt_path, metrics, profile, time.perf_counter() - t_run, str(dev), precision.name)
+    return PretrainResult(ckpt_path, metrics, profile, time.perf_counter() - t_run, str(dev), setup.precision.name)
 
 
 def load_simclr(path: str | Path, device: str | None = None) -> tuple[SimCLRModel, RunRecord]:

@@ -110,3 +110,56 @@ def test_run_prints_the_expected_finish_after_its_first_epoch(bundled, tiny_prof
     pretrain(tiny_profile.with_overrides(knn_every=0), bundled.train.balanced_subset(128), tmp_path,
              progress=False, log=lines.append)
     assert any("s per epoch on cpu: 1 epochs left, about" in line for line in lines), lines
+
+
+def test_a_folder_with_a_run_is_never_trained_over_silently(tiny_run, tiny_profile, bundled):
+    from simclr_helpers.errors import TrainingError
+
+    before = tiny_run.checkpoint.read_bytes()
+    with pytest.raises(TrainingError, match=r"already holds a run \(2 epochs\); continue it with --resume"):
+        pretrain(tiny_profile, bundled.train.balanced_subset(320), tiny_run.checkpoint.parent, progress=False,
+                 log=None)
+    assert tiny_run.checkpoint.read_bytes() == before
+
+
+def test_a_loss_that_stops_being_finite_keeps_the_last_good_checkpoint(bundled, tiny_profile, tmp_path,
+                                                                       monkeypatch):
+    from simclr_helpers import train
+    from simclr_helpers.errors import TrainingError
+
+    profile = tiny_profile.with_overrides(epochs=2, knn_every=0)
+    with pytest.raises(TrainingError, match="the loss stopped being finite in epoch 1 .*nothing was saved"):
+        _train(bundled, profile.with_overrides(lr_per_256=float("nan")), tmp_path / "nan")
+    assert not (tmp_path / "nan" / "last.pt").exists()  # NaN weights were never written
+
+    _train(bundled, profile.with_overrides(epochs=1), tmp_path / "run")  # one good epoch on disk
+    good = (tmp_path / "run" / "last.pt").read_bytes()
+    real_step = train.TrainingSetup.step
+    monkeypatch.setattr(train.TrainingSetup, "step", lambda self, x0, x1: real_step(self, x0, x1) * float("nan"))
+    with pytest.raises(TrainingError, match=r"in epoch 2 .* keeps epoch 1\. Lower the learning rate"):
+        _train(bundled, profile, tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / "last.pt").read_bytes() == good
+
+
+def test_fewer_images_than_one_batch_is_a_data_error(bundled, tiny_profile, tmp_path):
+    from simclr_helpers.errors import DataError
+
+    with pytest.raises(DataError, match="10 training images are fewer than one batch of 64"):
+        pretrain(tiny_profile, bundled.train.subset(torch.arange(10)), tmp_path, progress=False, log=None)
+    assert not (tmp_path / "last.pt").exists()
+
+
+def test_the_command_line_refuses_a_folder_with_a_run_and_replaces_it_when_told(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from simclr_helpers.cli import main
+
+    shutil.copy(tiny_run.checkpoint, tmp_path / "last.pt")
+    before = (tmp_path / "last.pt").read_bytes()
+    args = ["pretrain", "--profile", "smoke", "--epochs", "1", "--batch-size", "64", "--train-limit", "200",
+            "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert "already holds a run (2 epochs)" in capsys.readouterr().err
+    assert (tmp_path / "last.pt").read_bytes() == before
+    assert main(args + ["--overwrite"]) == 0
+    assert RunRecord.load(tmp_path / "last.pt").epoch == 1
