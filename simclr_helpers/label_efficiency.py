@@ -184,14 +184,3 @@ def curves(summary: dict) -> dict[str, dict[float, float]]:
             if method in cell:
                 out.setdefault(LABELS[method], {})[float(fraction)] = cell[method]["test_top1"]
     return out
-
-
-def recorded(checkpoint, n_test: int, path=None) -> dict | None:
-    """The label-efficiency summary in the results file measured for ``checkpoint`` on ``n_test`` test images,
-    or None."""
-    from .results import RESULTS_FILE, load
-
-    summary = load(path or RESULTS_FILE).get("label_efficiency")
-    if summary and summary["checkpoint"] == str(checkpoint) and summary["n_test"] == n_test:
-        return summary
-    return None

@@ -295,6 +295,15 @@ LABEL_EFFICIENCY_COMMAND = ("python -m simclr_helpers label-efficiency --checkpo
                             "--record")
 
 
+def recorded_label_efficiency(checkpoint, n_test: int, path: str | Path = RESULTS_FILE) -> dict | None:
+    """The label-efficiency summary in the results file measured for ``checkpoint`` (``reference``, or a
+    ``last.pt``) on ``n_test`` test images, or None."""
+    summary = load(path).get("label_efficiency")
+    if summary and summary["checkpoint"] == str(checkpoint) and summary["n_test"] == n_test:
+        return summary
+    return None
+
+
 def label_efficiency_table(summary: dict | None) -> str:
     """The README's label-efficiency table: the four curves' test top-1 with 95% intervals at each fraction,
     the trained curves' chosen budgets, and the paired tests the course draws its conclusions from."""

@@ -130,12 +130,12 @@ def test_paired_comparisons_and_the_readme_table_read_the_stored_correctness():
 
 
 def test_recorded_summary_is_found_only_for_its_checkpoint_and_test_set(tmp_path):
-    from simclr_helpers.results import record_label_efficiency
+    from simclr_helpers.results import record_label_efficiency, recorded_label_efficiency
 
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"rows": [], "benchmarks": [], "sweeps": []}))
-    assert le.recorded("reference", 2000, path) is None
+    assert recorded_label_efficiency("reference", 2000, path) is None
     record_label_efficiency(_summary(), path)
-    assert le.recorded("reference", 2000, path)["n_pool"] == 45000
-    assert le.recorded("reference", 10_000, path) is None
-    assert le.recorded("checkpoints/smoke/last.pt", 2000, path) is None
+    assert recorded_label_efficiency("reference", 2000, path)["n_pool"] == 45000
+    assert recorded_label_efficiency("reference", 10_000, path) is None
+    assert recorded_label_efficiency("checkpoints/smoke/last.pt", 2000, path) is None

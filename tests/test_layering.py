@@ -7,7 +7,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "simclr_helpers"
 # The training loop's own names: measuring or driving the loop may import these, nothing else of ``train``.
-LOOP = {"pretrain", "FastBatches", "training_step", "make_optimizer", "make_scheduler", "knn_due",
+LOOP = {"pretrain", "train_one_epoch", "training_setup", "TrainingSetup",
+        "FastBatches", "training_step", "make_optimizer", "make_scheduler", "knn_due",
         "load_simclr", "PretrainResult", "save_pretrain_checkpoint"}
 MAY_IMPORT_TRAIN = {"runs", "benchmark", "ablations", "label_efficiency", "cli"}  # whole runs and experiments, the CLI
 LEAVES = {"runtime", "errors", "config"}  # import nothing else of the package (config may name errors)
