@@ -249,6 +249,18 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
+def _refuse_gpu_profile_without_gpu(name: str, args) -> None:
+    """A profile sized for a GPU (colab, gpu) on a machine without one stops before any data is read,
+    unless ``--device`` names the device to train on (``--device cpu``: on the CPU anyway)."""
+    import torch
+
+    from .config import GPU_PROFILES, no_gpu_sentence
+
+    if name in GPU_PROFILES and not args.device and not torch.cuda.is_available():
+        source = f"--profile {name}" if args.profile else f"${ENV_PROFILE}"
+        raise SimclrError(no_gpu_sentence(name, source, notebook=False))
+
+
 def cmd_pretrain(args) -> int:
     from contextlib import nullcontext
 
@@ -259,6 +271,7 @@ def cmd_pretrain(args) -> int:
     profile = get_profile(args.profile).with_overrides(epochs=args.epochs, batch_size=args.batch_size, stem=args.stem,
                                                       lr_per_256=args.lr_per_256,
                                                       train_limit=args.train_limit)
+    _refuse_gpu_profile_without_gpu(profile.name, args)
     # Under torchrun every process runs this command and joins one process group; without it nothing changes.
     with process_group(args.device) as device:
         main = is_main()

@@ -131,6 +131,8 @@ PROFILES: dict[str, Profile] = {
 
 AUTO = "auto"  # pick the profile by the hardware (auto_profile_name)
 PROFILE_CHOICES = (AUTO, *PROFILES)
+GPU_PROFILES = ("colab", "gpu")  # sized for a GPU: hours of work on a CPU
+CPU_PROFILES = ("smoke", "cpu")  # sized for a CPU
 # A GPU older than this compute capability (a T4 is 7.5) or smaller than this gets the `colab` profile.
 BIG_GPU_CAPABILITY = (8, 0)
 BIG_GPU_MEMORY_GB = 20
@@ -187,6 +189,23 @@ def get_profile(name: str | None = None) -> Profile:
             f"(argument --profile or ${ENV_PROFILE})"
         )
     return PROFILES[name]
+
+
+def no_gpu_sentence(name: str, source: str, notebook: bool) -> str:
+    """One sentence for a GPU-sized profile (``GPU_PROFILES``) where torch finds no GPU: a Colab runtime
+    started without one (Runtime > Change runtime type), or a laptop. ``source`` says where the name
+    came from (``PROFILE = "colab"``, ``$SIMCLR_PROFILE``, ``--profile colab``); a notebook's way out is
+    its PROFILE field, the command line's ``--profile`` or ``--device cpu``."""
+    if notebook:
+        cpu = " or ".join(f'"{n}"' for n in CPU_PROFILES)
+        way_out = f" and run the setup cell again, or set PROFILE to {cpu}, the profiles sized for a CPU"
+        where = "this runtime"
+    else:
+        cpu = " or ".join(f"--profile {n}" for n in CPU_PROFILES)
+        way_out = f", use {cpu} (sized for a CPU), or add --device cpu to train it on the CPU anyway"
+        where = "this machine"
+    return (f"the {name} profile ({source}) is sized for a GPU and {where} has none: on Colab choose a GPU "
+            f"under Runtime > Change runtime type{way_out}.")
 
 
 def default_data_root() -> Path | None:

@@ -18,10 +18,14 @@ from .config import (
     AUTO,
     ENV_CHECKPOINTS,
     ENV_DATA,
+    ENV_PROFILE,
+    GPU_PROFILES,
+    PROFILE_CHOICES,
+    PROFILES,
     Profile,
     auto_profile_name,
     default_checkpoint_dir,
-    get_profile,
+    no_gpu_sentence,
     project_root,
 )
 from .data import DataSpec, shown
@@ -106,6 +110,19 @@ def describe_data(spec: DataSpec | None) -> str:
     return spec.describe()
 
 
+def notebook_profile(profile: str | None) -> tuple[Profile, str]:
+    """The profile the setup cell's PROFILE field names (``auto``: ``config.auto_profile_name``) and why it
+    was chosen; a name that is not a profile is one sentence in the notebook's terms (the PROFILE field)."""
+    name, why = auto_profile_name() if profile in (None, AUTO) else (profile, "set in the notebook")
+    if name not in PROFILES:
+        choices = ", ".join(f'"{c}"' for c in PROFILE_CHOICES)
+        if profile in (None, AUTO):  # PROFILE = "auto" took it from the environment
+            raise SimclrError(f"unknown profile {name!r} in ${ENV_PROFILE}; set PROFILE in the setup cell to one "
+                              f"of {choices}, or unset ${ENV_PROFILE}.")
+        raise SimclrError(f"unknown profile {name!r}; set PROFILE in the setup cell to one of {choices}.")
+    return PROFILES[name], why
+
+
 def setup(seed: int = 0, quiet: bool = False, profile: str | None = AUTO, keep_in_drive: bool = False,
           run: str | None = None) -> Session:
     """Pick the profile and device, seed every RNG, PNG figures; on Colab, optionally keep checkpoints in Drive.
@@ -116,6 +133,8 @@ def setup(seed: int = 0, quiet: bool = False, profile: str | None = AUTO, keep_i
     Drive and keep checkpoints there (``keep_checkpoints_in_drive``); nothing is mounted unless
     it is set, and elsewhere it changes nothing. ``run`` (notebooks 04-06): which run they read,
     ``auto``, ``reference`` or ``mine`` (``runs.choose_run``); the line it prints says which and why.
+    A PROFILE that names no profile, or a profile sized for a GPU (``colab``, ``gpu``) where there is
+    none, stops the cell with one sentence before Drive is mounted and before anything is downloaded.
     """
     import lightly
     import matplotlib.pyplot as plt
@@ -130,6 +149,11 @@ def setup(seed: int = 0, quiet: bool = False, profile: str | None = AUTO, keep_i
 
     plt.rcParams.update(COURSE_STYLE)
     seed_everything(seed)
+    chosen, why = notebook_profile(profile)  # a wrong PROFILE stops here, before Drive asks for permission
+    device = pick_device()
+    if chosen.name in GPU_PROFILES and device.type != "cuda":  # before anything is downloaded or trained
+        source = f"${ENV_PROFILE}" if why == f"${ENV_PROFILE}" else f'PROFILE = "{chosen.name}"'
+        raise SimclrError(no_gpu_sentence(chosen.name, source, notebook=True))
     colab = on_colab()
     in_drive = False
     if keep_in_drive and colab:
@@ -137,9 +161,6 @@ def setup(seed: int = 0, quiet: bool = False, profile: str | None = AUTO, keep_i
         in_drive = True
     elif keep_in_drive and not quiet:
         print(NOT_ON_COLAB)
-    name, why = auto_profile_name() if profile in (None, AUTO) else (profile, "set in the notebook")
-    chosen = get_profile(name)
-    device = pick_device()
     precision = pick_precision(device)
     chosen_run = None
     if run is not None:

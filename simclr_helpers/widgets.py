@@ -71,13 +71,32 @@ def with_static_figure(widget, fig):
     """
     png = base64.b64encode(figure_png(fig)).decode("ascii")
     plt.close(fig)
-    widget_bundle = widget._repr_mimebundle_
+    widget_bundle = getattr(widget, "_repr_mimebundle_", None)
+    if widget_bundle is None:  # ipywidgets 7 (Colab's): a widget displays itself through _ipython_display_
+        return _with_static_figure_7(widget, png)
 
     def bundle(**kwargs):
         data = widget_bundle(**kwargs)
         return {**data, "image/png": png} if data else data
 
     widget._repr_mimebundle_ = bundle  # what IPython displays; ipywidgets itself resets it on close()
+    return widget
+
+
+def _with_static_figure_7(widget, png: str):
+    """``with_static_figure`` for ipywidgets 7, whose widgets publish their view themselves
+    (``_ipython_display_``): the same bundle, with the PNG beside the view."""
+    from IPython.display import display
+
+    def show(**kwargs):
+        data = {"text/plain": repr(widget)[:110],
+                "application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                             "model_id": widget.model_id},
+                "image/png": png}
+        display(data, raw=True)
+        widget._handle_displayed(**kwargs)
+
+    widget._ipython_display_ = show  # ipywidgets 7 resets it on close()
     return widget
 
 
@@ -121,29 +140,37 @@ def augmentation_explorer(images: torch.Tensor, n_views: int = 6):
 
 
 def read_upload(value) -> tuple[str, bytes] | None:
-    """(file name, bytes) of the first file in a FileUpload value (ipywidgets 7 or 8 format)."""
+    """(file name, bytes) of the first file in a FileUpload value (ipywidgets 7 or 8 format), None if none."""
+    file = _first_upload(value)
+    return None if file is None else (file[0], file[2])
+
+
+def _first_upload(value) -> tuple[str, int | None, bytes] | None:
+    """(name, size, bytes) of the first file in a FileUpload value, None if it holds none.
+
+    ipywidgets 8 gives a tuple of dicts {"name", "size", "content" (a memoryview), ...}; ipywidgets 7
+    (Colab's) a dict {name: {"metadata": {"name", "size", ...}, "content": bytes}}.
+    """
     if not value:
         return None
-    item = _first_upload(value)
-    name = item["name"] if isinstance(item, dict) and "name" in item else getattr(item, "name", "upload")
-    return name, bytes(item["content"] if isinstance(item, dict) else item.content)
-
-
-def _first_upload(value):
-    return value[0] if isinstance(value, (list, tuple)) else next(iter(value.values()))
+    if isinstance(value, dict):  # ipywidgets 7
+        key, item = next(iter(value.items()))
+        metadata = item.get("metadata") or {}
+        return metadata.get("name", key), metadata.get("size"), bytes(item.get("content") or b"")
+    item = value[0]  # ipywidgets 8: dicts (or objects with these attributes)
+    get = item.get if isinstance(item, dict) else (lambda key, default=None: getattr(item, key, default))
+    return get("name", "upload"), get("size"), bytes(get("content") or b"")
 
 
 def upload_problem(value) -> str | None:
     """One sentence when a FileUpload change brought no usable bytes (an empty upload, a file too
     large to arrive), else None."""
-    file = read_upload(value)
+    file = _first_upload(value)
     if file is None:
         return NO_FILE_RECEIVED
-    name, content = file
+    name, size, content = file
     if content:
         return None
-    item = _first_upload(value)
-    size = (item.get("size") if isinstance(item, dict) else getattr(item, "size", None)) or 0
     if size:
         return (f"{name} ({size / 1e6:.1f} MB) did not arrive: the upload box delivered none of its bytes, "
                 "as happens to files too large for it; set MY_IMAGE above to the file's path instead.")
