@@ -97,6 +97,36 @@ def test_pretrain_command_and_resume(tmp_path):
     assert again.returncode == 0 and "already finished 1 epochs" in again.stderr
 
 
+@pytest.mark.parametrize("args", [
+    ["pretrain", "--epochs", "0"], ["pretrain", "--epochs", "2.5"], ["pretrain", "--lr-per-256", "nan"],
+    ["pretrain", "--lr-per-256", "inf"], ["pretrain", "--lr-per-256", "-0.1"], ["pretrain", "--batch-size", "0"],
+    ["pretrain", "--batch-size", "1"], ["pretrain", "--train-limit", "0"], ["predict", "--checkpoint", "x", "a.jpg",
+    "--top-k", "0"], ["benchmark", "--steps", "0"], ["benchmark", "--repeats", "-1"], ["benchmark", "--workers", "-1"],
+    ["benchmark", "--sweep", "64,1"], ["benchmark", "--sweep", "64,,128"], ["reproduce", "--epochs", "0"],
+    ["reproduce", "--probe-epochs", "-1"], ["reproduce", "--supervised-steps", "0"], ["ablate", "--seeds", "-2"],
+    ["ablate", "--epochs", "0"], ["label-efficiency", "--checkpoint", "x", "--fractions", "0.1,1.5"],
+    ["label-efficiency", "--checkpoint", "x", "--grid", "0.1:25,0"], ["label-efficiency", "--checkpoint", "x",
+    "--grid", "0.1"], ["build-subset", "--source", "x", "--seed", "-1"], ["build-subset", "--source", "x",
+    "--train-per-class", "0"], ["gpu-check", "--minutes", "nan"]])
+def test_numeric_arguments_are_checked_where_they_are_parsed(args, capsys):
+    """A bad number stops the command before anything is read: argparse's exit status 2 and one line naming
+    the flag (the flag is the last one before the bad value)."""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    flag = [a for a in args if a.startswith("--")][-1]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"python -m simclr_helpers {args[0]}: error: argument {flag}: "), err
+
+
+def test_pretrain_on_fewer_images_than_one_batch_is_one_sentence(tmp_path):
+    proc = run("pretrain", "--profile", "smoke", "--train-limit", "10", "--out", tmp_path / "run")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == ("error: 9 training images are fewer than one batch of 128; use a "
+                                                    "smaller --batch-size or more images.")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_bad_profile_in_environment_is_one_sentence(monkeypatch, capsys):
     monkeypatch.setenv("SIMCLR_PROFILE", "huge")
     assert main(["pretrain"]) == 2
