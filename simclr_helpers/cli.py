@@ -173,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stem", choices=["imagenet", "cifar"], help="override the profile's stem")
     p.add_argument("--train-limit", type=positive_int, help="use at most N training images (class-balanced)")
     p.add_argument("--out", help=f"output folder (default ${ENV_CHECKPOINTS}/<profile>, else checkpoints/<profile>)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt at the next epoch")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/last.pt at the next epoch, with the epochs, batch, stem, learning rate "
+                        "and data its record holds (a larger --epochs extends it)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run OUT already holds (without it, a folder with a run is refused)")
     p.add_argument("--pipeline", choices=["fast", "blog"], default="fast",
@@ -338,21 +340,25 @@ def _refuse_gpu_profile_without_gpu(name: str, args) -> None:
 def cmd_pretrain(args) -> int:
     from contextlib import nullcontext
 
-    from .config import get_profile
+    from .config import default_checkpoint_dir, get_profile
     from .distributed import is_main, main_first, process_group
-    from .runs import load_pretrain_data, run_pretrain
+    from .runs import RESUME_FLAGS, load_pretrain_data, resumed_settings, run_pretrain
 
-    profile = get_profile(args.profile).with_overrides(epochs=args.epochs, batch_size=args.batch_size, stem=args.stem,
-                                                      lr_per_256=args.lr_per_256,
-                                                      train_limit=args.train_limit)
+    given = {key: getattr(args, flag[2:].replace("-", "_")) for key, flag in RESUME_FLAGS.items()}  # None: not given
+    profile = get_profile(args.profile).with_overrides(**{k: v for k, v in given.items() if k != "name"})
     _refuse_gpu_profile_without_gpu(profile.name, args)
+    out = Path(args.out) if args.out else default_checkpoint_dir() / profile.name
+    data_arg = args.data
+    if args.resume and (out / "last.pt").exists():  # the run as its record says, not the profile's defaults
+        profile, recorded_data = resumed_settings(out / "last.pt", **given)
+        data_arg = args.data or recorded_data
     # Under torchrun every process runs this command and joins one process group; without it nothing changes.
     with process_group(args.device) as device:
         main = is_main()
         log = _log if main else None  # rank 0 alone speaks
         with main_first() if args.download else nullcontext():  # one download at a time
-            data = load_pretrain_data(profile, args.data, args.download, log=log)
-        result = run_pretrain(profile, data, out=args.out, resume=args.resume, device=device, pipeline=args.pipeline,
+            data = load_pretrain_data(profile, data_arg, args.download, log=log)
+        result = run_pretrain(profile, data, out=out, resume=args.resume, device=device, pipeline=args.pipeline,
                               amp=not args.no_amp, compile=args.compile, log=log, sync_bn=args.sync_bn,
                               overwrite=args.overwrite)
     if main:

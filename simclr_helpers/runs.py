@@ -20,7 +20,7 @@ import torch
 from .checkpoints import REFERENCE, RunRecord, is_reference, read_reference
 from .config import ENV_RUN, PROFILES, Profile, default_checkpoint_dir, default_data_root
 from .data import CIFARSplits, DataSpec, cached_cifar10, load_cifar10, load_unlabelled_folder
-from .errors import CheckpointError, DataError, SimclrError
+from .errors import CheckpointError, DataError, SimclrError, TrainingError
 
 Log = Callable[[str], None]
 MONITOR_FRACTION = 0.1  # share of the training set held out as kNN-monitor queries
@@ -64,6 +64,37 @@ def load_pretrain_data(profile: Profile, data: str | Path | DataSpec | None = No
         spec = DataSpec("torchvision", spec.path)
     log(f"data: {train.source}, {len(train)} training images ({time.perf_counter() - t0:.1f} s to load)")
     return {"train": train, "monitor": monitor, "spec": spec, "splits": splits}
+
+
+# The settings a run is started with, as the command line names them: ``--resume`` continues a run with these.
+RESUME_FLAGS = {"name": "--profile", "epochs": "--epochs", "batch_size": "--batch-size", "stem": "--stem",
+                "lr_per_256": "--lr-per-256", "train_limit": "--train-limit"}
+
+
+def resumed_settings(checkpoint: str | Path, **given) -> tuple[Profile, DataSpec]:
+    """The profile and data a run continues with under ``--resume``: those its record holds (epochs, schedule,
+    batch, stem, training images), so a resumed run ends as the uninterrupted run would have.
+
+    ``given``: the values of ``RESUME_FLAGS`` the command line was given (None where not). One that contradicts
+    the record is one sentence (:class:`TrainingError`); only ``epochs`` may differ, and only upwards: the run
+    is then extended, its warm-up + cosine schedule stretched to end at the new last epoch.
+    """
+    record = RunRecord.load(checkpoint)
+    recorded = record.profile
+
+    def shown(key, value):
+        return f"{RESUME_FLAGS[key]} {value}" if value is not None else f"no {RESUME_FLAGS[key]}"
+
+    clashes = [key for key, value in given.items() if value is not None and value != getattr(recorded, key)
+               and not (key == "epochs" and value > recorded.epochs)]
+    if clashes:
+        was = ", ".join(shown(key, getattr(recorded, key)) for key in clashes)
+        now = ", ".join(shown(key, given[key]) for key in clashes)
+        shorter = " (a run can be extended, not cut short)" if "epochs" in clashes else ""
+        raise TrainingError(f"{checkpoint} was started with {was}, not {now}, and a run is resumed as it was "
+                            f"started{shorter}; leave out {' and '.join(RESUME_FLAGS[k] for k in clashes)}, or train "
+                            "a new run into another folder with --out.")
+    return recorded.with_overrides(epochs=given.get("epochs")), record.data
 
 
 def run_pretrain(profile: Profile, data: dict, out: str | Path | None = None, log: Log | None = print,
@@ -380,6 +411,10 @@ def run_reproduce(profile: Profile, data: str | Path | None = None, out: str | P
     data_info = load_pretrain_data(profile, data, log=log)
     row_id = _row_id(profile, data_info["spec"])
     out_dir = Path(out) if out else default_checkpoint_dir() / row_id
+    if (out_dir / "last.pt").exists():  # the run it resumes must be the one the arguments describe
+        default = PROFILES[profile.name]
+        resumed_settings(out_dir / "last.pt", **{key: getattr(profile, key) for key in ("stem", "epochs", "lr_per_256")
+                                                 if getattr(profile, key) != getattr(default, key)})
     result = run_pretrain(profile, data_info, out_dir, log=log, resume=True, device=device, progress=progress)
     row = run_report(result.checkpoint, data_info["spec"], device, fractions, supervised, probe_epochs, log, progress,
                      splits=data_info["splits"], supervised_steps=supervised_steps)

@@ -131,3 +131,47 @@ def test_bad_profile_in_environment_is_one_sentence(monkeypatch, capsys):
     monkeypatch.setenv("SIMCLR_PROFILE", "huge")
     assert main(["pretrain"]) == 2
     assert "unknown profile 'huge'" in capsys.readouterr().err
+
+
+def test_resume_continues_the_run_as_its_record_says(tmp_path, capsys):
+    """``pretrain --out RUN --resume`` without other arguments takes epochs, batch and images from the run's
+    record, not from the profile's defaults (smoke: 10 epochs of 128); an argument that contradicts the record is
+    one sentence and leaves last.pt as it was; more epochs extend the run."""
+    from simclr_helpers.checkpoints import RunRecord
+    from simclr_helpers.config import get_profile
+    from simclr_helpers.runs import load_pretrain_data, run_pretrain
+
+    out = tmp_path / "run"
+    profile = get_profile("smoke").with_overrides(epochs=2, batch_size=64, train_limit=200, knn_every=0)
+
+    def stop_after_first_epoch(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_pretrain(profile, load_pretrain_data(profile, log=None), out, log=None, progress=False,
+                     on_epoch_end=stop_after_first_epoch)
+    cut = (out / "last.pt").read_bytes()
+    for extra, message in ((["--batch-size", "32"], "was started with --batch-size 64, not --batch-size 32"),
+                           (["--stem", "cifar"], "was started with --stem imagenet, not --stem cifar"),
+                           (["--epochs", "1"], "a run can be extended, not cut short"),
+                           (["--lr-per-256", "0.3", "--train-limit", "100"],
+                            "--lr-per-256 0.12, --train-limit 200, not --lr-per-256 0.3, --train-limit 100")):
+        assert main(["pretrain", "--out", str(out), "--resume", *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.strip().count("\n") == 0, err
+        assert (out / "last.pt").read_bytes() == cut
+
+    assert main(["pretrain", "--out", str(out), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "180 training images" in err and "resuming" in err and "epoch 2/2" in err
+    record = RunRecord.load(out / "last.pt")
+    assert record.epoch == record.profile.epochs == 2 and record.profile.batch_size == 64
+    assert record.scheduler["last_epoch"] == record.steps == 2 * (180 // 64)
+    assert record.metrics[-1]["lr"] < record.metrics[0]["lr"] / 100  # the cosine schedule of 2 epochs ended
+
+    assert main(["pretrain", "--out", str(out), "--resume", "--epochs", "3"]) == 0
+    assert "extending" in capsys.readouterr().err and RunRecord.load(out / "last.pt").epoch == 3
+    kept = (out / "last.pt").read_bytes()
+    assert main(["reproduce", "--out", str(out), "--lr-per-256", "0.3", "--no-supervised", "--probe-epochs", "0"]) == 2
+    assert "was started with --lr-per-256 0.12, not --lr-per-256 0.3" in capsys.readouterr().err
+    assert (out / "last.pt").read_bytes() == kept
