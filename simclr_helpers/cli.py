@@ -565,18 +565,19 @@ def cmd_label_efficiency(args) -> int:
 def cmd_results(args) -> int:
     from .results import RESULTS_FILE, check_readme, load, markdown_tables, write_readme
 
-    stored = load(Path(args.file) if args.file else RESULTS_FILE)
-    rows, benchmarks, sweeps = stored["rows"], stored["benchmarks"], stored["sweeps"]
+    # A missing or unreadable results file is one sentence (exit 2): never an empty table, never a README
+    # whose tables were replaced by nothing.
+    stored = load(Path(args.file) if args.file else RESULTS_FILE, missing_ok=False)
     if args.check:
-        if not check_readme(args.check, rows, benchmarks, sweeps, stored["ablations"]):
+        if not check_readme(args.check, stored=stored):
             _err(f"{args.check}: its results tables differ from the results file; "
                  f"run python -m simclr_helpers results --write {args.check}")
             return 1
         print(f"{args.check}: results tables match the results file")
     elif args.write:
-        print(f"wrote {write_readme(args.write, rows, benchmarks, sweeps, stored['ablations'])}")
+        print(f"wrote {write_readme(args.write, stored=stored)}")
     else:
-        print(markdown_tables(rows), end="")
+        print(markdown_tables(stored["rows"]), end="")
     return 0
 
 

@@ -114,6 +114,30 @@ def test_check_fails_when_the_readme_drifts(tmp_path):
     assert check_readme(readme, rows, benchmarks=[]) and readme.read_text().endswith("\n\nmore\n")
 
 
+def test_results_never_writes_or_prints_from_a_missing_or_unreadable_file(tmp_path):
+    """``results --write README`` from a results file that is not there, or not JSON, exits non-zero with one
+    sentence naming the file and leaves the README byte-identical; printing and checking refuse it the same way,
+    and so does a README that is not there."""
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n" + readme_block([]) + "\n")
+    before = readme.read_bytes()
+    (tmp_path / "broken.json").write_text('{"rows": [')
+    for results, problem in ((tmp_path / "missing.json", "no such results file"),
+                             (tmp_path / "broken.json", "not a readable results file")):
+        for action in (["--write", readme], ["--check", readme], []):
+            proc = subprocess.run([sys.executable, "-m", "simclr_helpers", "results", "--file", results,
+                                   *map(str, action)], capture_output=True, text=True)
+            assert proc.returncode == 2 and proc.stdout == "", (action, proc.stdout)
+            assert proc.stderr.startswith(f"error: {results}: {problem}") and proc.stderr.count("\n") == 1
+            assert readme.read_bytes() == before
+    for action in ("--check", "--write"):
+        proc = subprocess.run([sys.executable, "-m", "simclr_helpers", "results", action, tmp_path / "nope.md"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr == f"error: {tmp_path / 'nope.md'}: no such file; give the path " \
+            "of the README that holds the results tables.\n"
+        assert not (tmp_path / "nope.md").exists()
+
+
 def test_tables_show_label_efficiency_and_the_unmeasured_gpu_row(report):
     row = {**report, "id": "tiny", "command": "python -m simclr_helpers reproduce --profile smoke --record"}
     gpu = {"id": "gpu-cifar-cifar10", "profile": "gpu", "data": "CIFAR-10 (full, image folder)", "stem": "cifar",
