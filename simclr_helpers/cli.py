@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="where --method linear writes the classifier (default: beside the checkpoint; for "
                         "`reference`, checkpoints/reference/)")
     e.add_argument("--device")
-    e.add_argument("--json", action="store_true", help="print only the JSON result on stdout")
+    e.add_argument("--json", action="store_true", help="print the result as JSON on stdout (default: one line)")
 
     r = sub.add_parser("predict", help="classify image files with a classifier checkpoint",
                        epilog=EXAMPLES["predict"], formatter_class=_formatter)
@@ -371,8 +371,14 @@ def cmd_evaluate(args) -> int:
     from .runs import run_evaluate
 
     result = run_evaluate(args.checkpoint, method=args.method, random_init=args.random_init, data=args.data,
-                          out=args.out, device=args.device, log=_log)
-    print(json.dumps(result, indent=1))
+                          out=args.out, device=args.device, log=_log if args.json else None)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(f"{result['method']} top-1 ({result['backbone']} backbone of {result['checkpoint']}): {result['top1']:.1%} "
+          f"on {result['n_test']:,} test images of the {result['data']}")
+    if "classifier" in result:
+        print(f"classifier: {result['classifier']}")
     return 0
 
 

@@ -25,11 +25,15 @@ def test_help_has_examples(cmd, capsys):
     assert "examples:" in capsys.readouterr().out
 
 
-def test_evaluate_knn_prints_json(tiny_run, capsys):
+def test_evaluate_prints_a_line_or_with_json_the_result_as_json(tiny_run, capsys):
     assert main(["evaluate", "--checkpoint", str(tiny_run.checkpoint), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["method"] == "knn" and result["backbone"] == "simclr" and 0 <= result["top1"] <= 1
     assert result["n_test"] == 1000
+    assert main(["evaluate", "--checkpoint", str(tiny_run.checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert out == (f"knn top-1 (simclr backbone of {tiny_run.checkpoint}): {result['top1']:.1%} on 1,000 test "
+                   "images of the bundled CIFAR-10 subset\n")
 
 
 def test_predict_lines_json_and_partial_failure(classifier_ckpt, tmp_path, capsys):
