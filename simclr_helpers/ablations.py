@@ -52,7 +52,7 @@ class Variant:
     augment: AugmentConfig = CIFAR_AUGMENT
     temperature: float | None = None  # None: the profile's (0.2)
     optimizer: str = "course"  # "course" (SGD momentum, weight decay, warm-up + cosine) or "blog"
-    batch_size: int | None = None  # None: the profile's; the learning rate follows it (lr_per_256 * batch / 256)
+    batch_size: int | None = None  # None: the profile's; the learning rate follows it (Profile.peak_lr)
 
 
 _NO_CROP = {"min_scale": 1.0, "ratio": (1.0, 1.0)}

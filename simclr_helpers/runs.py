@@ -395,7 +395,7 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
         "monitor_knn": next((m["knn_top1"] for m in reversed(metrics) if m.get("knn_top1") is not None), None),
         "supervised_steps": steps if supervised else None, "pretrain_steps": record.steps,
         "schedule": {"epochs": p.epochs, "warmup_epochs": p.warmup_epochs, "steps_per_epoch": record.steps_per_epoch,
-                     "peak_lr": p.lr_per_256 * p.batch_size / 256},
+                     "peak_lr": p.peak_lr},
         "metrics": metrics,
         "n_train": len(train), "n_test": len(test),
         "torch": str(torch.__version__).split("+")[0], "lightly": version("lightly"),

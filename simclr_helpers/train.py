@@ -50,14 +50,13 @@ PIPELINES = ("fast", "blog")
 
 
 def make_optimizer(model: nn.Module, profile: Profile) -> torch.optim.Optimizer:
-    """SGD with momentum and weight decay, lr scaled linearly with the batch (lr_per_256 * B / 256).
+    """SGD with momentum and weight decay at ``profile.peak_lr``, lr_per_256 scaled linearly to the batch B.
 
     B is the profile's batch size, the *global* batch: with N processes each takes B / N
     images per step, and the lr, the steps per epoch and the schedule are those of one
     process with batch B, whatever N is.
     """
-    lr = profile.lr_per_256 * profile.batch_size / 256
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=profile.momentum,
+    return torch.optim.SGD(model.parameters(), lr=profile.peak_lr, momentum=profile.momentum,
                            weight_decay=profile.weight_decay)
 
 
