@@ -128,19 +128,15 @@ def run_evaluate(checkpoint: str | Path, method: str = "knn", random_init: bool 
     the test split. ``linear`` also writes a classifier checkpoint for ``predict``.
     """
     from .evaluate import evaluate_backbone, save_classifier
-    from .models import build_backbone
-    from .runtime import pick_device, seed_everything
+    from .models import random_init_backbone
+    from .runtime import pick_device
     from .train import load_simclr
 
     log = log or (lambda s: None)
     model, record = load_simclr(checkpoint, device="cpu")
     p = record.profile
     _, splits = run_splits(record, data)
-    if random_init:
-        seed_everything(p.seed)
-        backbone = build_backbone(p.stem)
-    else:
-        backbone = model.backbone
+    backbone = random_init_backbone(p.stem, p.seed) if random_init else model.backbone
     dev = pick_device(device)
     backbone = backbone.to(dev)
     t0 = time.perf_counter()
@@ -331,9 +327,9 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
         label_subset,
         probe_with_labels,
     )
-    from .models import build_backbone
+    from .models import random_init_backbone
     from .results import hardware
-    from .runtime import pick_device, seed_everything
+    from .runtime import pick_device
     from .supervised import SupervisedRecipe, predict, train_supervised
     from .train import load_simclr
 
@@ -346,8 +342,7 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
     train, test = splits.train, splits.test
     y_train, y_test, n_classes = train.labels.cpu(), test.labels.cpu(), len(train.classes)
     stats = record.normalize
-    seed_everything(p.seed)
-    backbones = {"simclr": freeze(model.backbone), "random_init": freeze(build_backbone(p.stem).to(dev))}
+    backbones = {"simclr": freeze(model.backbone), "random_init": freeze(random_init_backbone(p.stem, p.seed).to(dev))}
     feats = {}
     for name, backbone in backbones.items():
         feats[name] = (extract_features(backbone, train, stats, device=dev, progress=progress, desc=f"{name} train"),
