@@ -201,11 +201,11 @@ def open_image(source: str | Path | bytes, size: int = IMAGE_SIZE) -> Image.Imag
         else:
             path = Path(source)
             if not path.exists():
-                raise ImageError(f"{name}: no such file; check the path.")
+                raise ImageError(name, "no such file; check the path.")
             if path.is_dir():
-                raise ImageError(f"{name}: is a folder, not an image file.")
+                raise ImageError(name, "is a folder, not an image file.")
             if path.stat().st_size == 0:
-                raise ImageError(f"{name}: the file is empty (0 bytes); it is not an image.")
+                raise ImageError(name, "the file is empty (0 bytes); it is not an image.")
             image = Image.open(path)
         # Let JPEG decode at a reduced scale when the picture is huge (fast, little memory).
         image.draft("RGB", (size * 4, size * 4))
@@ -214,11 +214,11 @@ def open_image(source: str | Path | bytes, size: int = IMAGE_SIZE) -> Image.Imag
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image file PIL can read (unknown or unsupported format).") from None
+        raise ImageError(name, "not an image file PIL can read (unknown or unsupported format).") from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: the image is too large to open safely ({exc}).") from None
+        raise ImageError(name, f"the image is too large to open safely ({exc}).") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{name}: the image file is damaged or truncated ({exc}).") from None
+        raise ImageError(name, f"the image file is damaged or truncated ({exc}).") from None
 
 
 def pil_to_uint8(image: Image.Image) -> np.ndarray:
