@@ -92,8 +92,6 @@ class DataSpec:
     kind: str
     path: str | None = None
 
-    KINDS = ("bundled", "image_folder", "torchvision", "unlabelled")
-
     @classmethod
     def resolve(cls, data: str | Path | DataSpec | None, download: bool = False) -> DataSpec:
         """The spec of ``data``: ``None`` or ``"bundled"``, or a path, looked at on disk."""
@@ -159,8 +157,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
     so greyscale, RGBA, palette and 16-bit images broke it (README, "What the course fixes", mistake 8;
     notebook 06 shows each case).
     """
-    from PIL import ImageOps
-
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16- or 32-bit greyscale: convert("RGB") would clip everything above 255 to white.

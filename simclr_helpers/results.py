@@ -193,10 +193,6 @@ def benchmark_table(runs: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_benchmarks(path: str | Path = RESULTS_FILE) -> list[dict]:
-    return load(path)["benchmarks"]
-
-
 def record_benchmark(result: dict, path: str | Path = RESULTS_FILE, keep: int = 3) -> Path:
     """Add a benchmark run; the last ``keep`` runs of the same device, stem and batch size are kept."""
     data = load(path)
@@ -240,11 +236,6 @@ def sweep_table(sweeps: list[dict]) -> str:
 
 
 ABLATE_COMMAND = "python -m simclr_helpers ablate --record"
-
-
-def load_ablations(path: str | Path = RESULTS_FILE) -> dict | None:
-    """The recorded ablation (``python -m simclr_helpers ablate --record``), or None."""
-    return load(path)["ablations"]
 
 
 def record_ablations(result: dict, path: str | Path = RESULTS_FILE) -> Path:

@@ -101,18 +101,18 @@ def test_show_prints_every_comparison_and_draws_the_gaps(capsys):
 def test_results_file_and_readme_block(tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"rows": []}))
-    assert results.load_ablations(path) is None
+    assert results.load(path)["ablations"] is None
     assert "Not measured yet" in results.ablation_table(None)
     results.record_ablations(_fake_result(), path)
     # the same budget again: its variants are added, a variant measured again is replaced
     again = _fake_result(variants=[("no-crop", [0.2, 0.2, 0.2]), ("no-grey", [0.33, 0.34, 0.35])])
     results.record_ablations(again, path)
-    stored = results.load_ablations(path)
+    stored = results.load(path)["ablations"]
     assert [v["key"] for v in stored["variants"]] == ["full", "tau-0.1", "blog-optimizer", "no-crop", "no-grey"]
     assert stored["variants"][3]["knn"] == [0.2, 0.2, 0.2]
     # another budget replaces the whole entry
     results.record_ablations({**_fake_result(variants=[("full", [0.4, 0.4, 0.4])]), "epochs": 8}, path)
-    assert [v["key"] for v in results.load_ablations(path)["variants"]] == ["full"]
+    assert [v["key"] for v in results.load(path)["ablations"]["variants"]] == ["full"]
     assert results.load(path)["rows"] == []  # nothing else of the file is touched
     table = results.ablation_table(_fake_result())
     assert "| `no-crop` |" in table and "random init" in table and "4 epochs" in table
@@ -137,7 +137,7 @@ def test_ablate_command_records_a_tiny_run(tmp_path):
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "SIMCLR_CHECKPOINTS": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     assert "full" in proc.stdout and "blog-optimizer" in proc.stdout and "kNN top-1" in proc.stdout
-    stored = results.load_ablations(path)
+    stored = results.load(path)["ablations"]
     assert [v["key"] for v in stored["variants"]] == ["full", "blog-optimizer"]
     assert stored["epochs"] == 1 and stored["seeds"] == [0] and stored["n_pretrain"] == 180
     assert stored["n_test"] == 1000 and len(stored["random_init"]["knn"]) == 1

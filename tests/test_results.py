@@ -71,7 +71,7 @@ def test_record_replaces_the_row_with_the_same_id(tmp_path):
 
 
 def test_benchmark_runs_keep_the_last_three_per_machine_and_rows_survive(tmp_path):
-    from simclr_helpers.results import benchmark_table, load_benchmarks, record_benchmark
+    from simclr_helpers.results import benchmark_table, load, record_benchmark
 
     path = tmp_path / "results.json"
     record({"id": "smoke-imagenet", "profile": "smoke", "stem": "imagenet"}, path)
@@ -82,11 +82,11 @@ def test_benchmark_runs_keep_the_last_three_per_machine_and_rows_survive(tmp_pat
     for i in range(4):
         record_benchmark({**run, "fast_augment_views_per_s": 40000 + i}, path)
     record_benchmark({**run, "stem": "cifar"}, path)
-    runs = load_benchmarks(path)
+    runs = load(path)["benchmarks"]
     assert [r["fast_augment_views_per_s"] for r in runs if r["stem"] == "imagenet"] == [40001, 40002, 40003]
     assert len(runs) == 4 and load_results(path)[0]["id"] == "smoke-imagenet"
     record({"id": "smoke-imagenet", "profile": "smoke", "stem": "imagenet", "v": 2}, path)
-    assert len(load_benchmarks(path)) == 4  # recording a row keeps the benchmark runs
+    assert len(load(path)["benchmarks"]) == 4  # recording a row keeps the benchmark runs
     table = benchmark_table(runs)
     assert "13.3x" in table and "40,003" in table and "1.52x" in table
 
