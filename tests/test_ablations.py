@@ -50,13 +50,22 @@ def test_variants_change_one_thing_each():
         ablations.parse_variants("full,no-such")
 
 
-def test_the_blog_optimizer_keeps_its_learning_rate(bundled, tiny):
-    """Plain SGD at 0.06 and no schedule: after training, the optimiser still holds lr 0.06 and no momentum."""
-    from simclr_helpers.blog import blog_optimizer
+def test_the_blog_optimizer_keeps_its_learning_rate(bundled, tiny, monkeypatch):
+    """Plain SGD at 0.06 and no schedule: the optimiser the variant's training used steps the model's own
+    parameters, and after training it still holds lr 0.06, without momentum or weight decay."""
+    from simclr_helpers import train
+    from simclr_helpers.models import random_init_backbone
 
+    used, real_epoch = [], train.train_one_epoch
+    monkeypatch.setattr(train, "train_one_epoch", lambda setup, **kw: used.append(setup) or real_epoch(setup, **kw))
     model = ablations.pretrain_variant(ablations.VARIANTS["blog-optimizer"], tiny, bundled.train.images[:64], seed=1)
-    opt = blog_optimizer(model)
-    assert opt.defaults["lr"] == 0.06 and opt.defaults["momentum"] == 0 and opt.defaults["weight_decay"] == 0
+    assert len(used) == tiny.epochs and used[0].model is model and used[0].scheduler is None
+    opt = used[0].optimizer
+    assert [p for group in opt.param_groups for p in group["params"]] == list(model.parameters())
+    assert [(g["lr"], g["momentum"], g["weight_decay"]) for g in opt.param_groups] == [(0.06, 0, 0)]
+    assert not opt.state  # no momentum buffers: plain SGD
+    start = random_init_backbone(tiny.stem, 1)  # where training began: the optimiser did move the weights
+    assert not torch.equal(model.backbone[0].weight.detach().contiguous(), start[0].weight)
     assert not model.training
 
 
