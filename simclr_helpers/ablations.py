@@ -34,8 +34,8 @@ from .augment import CIFAR_AUGMENT, AugmentConfig
 from .blog import BLOG_LR
 from .config import NORMALIZE, Profile
 from .data import ImageTensors
-from .models import SimCLRModel
-from .runtime import pick_device, seed_everything
+from .models import SimCLRModel, random_init_backbone
+from .runtime import pick_device
 from .stats import Comparison, over_seeds, seed_interval
 from .store import append_store, read_store
 
@@ -52,7 +52,7 @@ class Variant:
     augment: AugmentConfig = CIFAR_AUGMENT
     temperature: float | None = None  # None: the profile's (0.2)
     optimizer: str = "course"  # "course" (SGD momentum, weight decay, warm-up + cosine) or "blog"
-    batch_size: int | None = None  # None: the profile's; the learning rate follows it (lr_per_256 * batch / 256)
+    batch_size: int | None = None  # None: the profile's; the learning rate follows it (Profile.peak_lr)
 
 
 _NO_CROP = {"min_scale": 1.0, "ratio": (1.0, 1.0)}
@@ -166,7 +166,7 @@ def run_ablation(profile: Profile, data: dict, variants: Sequence[str] | None = 
     for i, (key, seed) in enumerate(todo):
         t0 = time.perf_counter()
         if key == RANDOM_INIT:
-            net = random_init_backbone(profile, seed).to(dev)
+            net = random_init_backbone(profile.stem, seed).to(dev)
         else:
             net = pretrain_variant(VARIANTS[key], profile, data["train"].images, seed, dev).backbone
         entry = {"key": key, "seed": seed, "knn": round(knn_top1(net, bank, test, profile.knn_k, dev), 4),
@@ -195,12 +195,6 @@ def run_ablation(profile: Profile, data: dict, variants: Sequence[str] | None = 
 
 
 RANDOM_INIT = "random-init"
-
-
-def random_init_backbone(profile: Profile, seed: int) -> torch.nn.Module:
-    """The backbone a SimCLR model of ``profile`` starts from with ``seed``: the floor every variant should clear."""
-    seed_everything(seed)
-    return SimCLRModel(stem=profile.stem, projection_dim=profile.projection_dim).backbone
 
 
 def default_store(profile: Profile, n_pretrain: int) -> Path:

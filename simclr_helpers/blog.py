@@ -24,7 +24,6 @@ from torch import nn
 from .augment import lightly_transform, to_model_input
 from .runtime import backward_and_step, cpu_count
 
-BLOG_WORKERS = 8  # the post's DataLoader(num_workers=8)
 BLOG_LR = 0.06  # the post's torch.optim.SGD(model.parameters(), lr=0.06)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -77,6 +78,77 @@ variants: full, no-crop, no-colour, no-grey, crop-only, colour-only, tau-0.1, ta
 }
 
 
+# Every numeric argument is checked where argparse reads it: a bad value stops the command before anything is
+# loaded, with argparse's usage line and one sentence naming the flag (exit status 2).
+def _number(text: str, kind):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}"
+                                         ) from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number; give an ordinary number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """1 or more (epochs, steps, images, seeds)."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small; give 1 or more")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """0 or more (a seed, DataLoader workers, epochs where 0 skips the measurement)."""
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
+    return value
+
+
+def batch_size(text: str) -> int:
+    """2 or more: NT-Xent needs at least one other image in the batch as a negative."""
+    value = _number(text, int)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{value} is too small; give a batch of 2 or more (NT-Xent needs negatives)")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0 (a learning rate, minutes)."""
+    value = _number(text, float)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value:g} is not above 0; give a positive number")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A share of the labels in (0, 1]."""
+    value = _number(text, float)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is not a fraction in (0, 1]; give one such as 0.1")
+    return value
+
+
+def comma_list(item):
+    """``"a,b,c"`` read with ``item`` for every element."""
+    def parse(text: str) -> tuple:
+        parts = [part.strip() for part in text.split(",")]
+        if not all(parts):
+            raise argparse.ArgumentTypeError(f"{text!r}: give values separated by commas, without empty ones")
+        return tuple(item(part) for part in parts)
+    return parse
+
+
+def grid_item(text: str) -> tuple[float, tuple[int, ...]]:
+    """``FRACTION:EPOCHS,...`` (``0.1:25,50,100``) of ``label-efficiency --grid``."""
+    if text.count(":") != 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a fraction and epoch budgets, as in 0.1:25,50,100")
+    share, epochs = text.split(":")
+    return fraction(share), comma_list(positive_int)(epochs)
+
+
 def _formatter(prog):
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
@@ -93,15 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help=f"'bundled', an image folder (train/<class>/, test/<class>/), a torchvision "
                                   f"CIFAR-10 root, or a folder of unlabelled photos (default ${ENV_DATA})")
     p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data with torchvision")
-    p.add_argument("--epochs", type=int, help="override the profile's number of epochs")
-    p.add_argument("--lr-per-256", type=float,
+    p.add_argument("--epochs", type=positive_int, help="override the profile's number of epochs")
+    p.add_argument("--lr-per-256", type=positive_float,
                    help="override the SGD learning rate per 256 images (default 0.12: lightly's 0.06 per 128)")
-    p.add_argument("--batch-size", type=int,
+    p.add_argument("--batch-size", type=batch_size,
                    help="override the profile's batch size (the global batch: torchrun's processes split it)")
     p.add_argument("--stem", choices=["imagenet", "cifar"], help="override the profile's stem")
-    p.add_argument("--train-limit", type=int, help="use at most N training images (class-balanced)")
+    p.add_argument("--train-limit", type=positive_int, help="use at most N training images (class-balanced)")
     p.add_argument("--out", help=f"output folder (default ${ENV_CHECKPOINTS}/<profile>, else checkpoints/<profile>)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt at the next epoch")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/last.pt at the next epoch, with the epochs, batch, stem, learning rate "
+                        "and data its record holds (a larger --epochs extends it)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run OUT already holds (without it, a folder with a run is refused)")
     p.add_argument("--pipeline", choices=["fast", "blog"], default="fast",
@@ -125,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="where --method linear writes the classifier (default: beside the checkpoint; for "
                         "`reference`, checkpoints/reference/)")
     e.add_argument("--device")
-    e.add_argument("--json", action="store_true", help="print only the JSON result on stdout")
+    e.add_argument("--json", action="store_true", help="print the result as JSON on stdout (default: one line)")
 
     r = sub.add_parser("predict", help="classify image files with a classifier checkpoint",
                        epilog=EXAMPLES["predict"], formatter_class=_formatter)
@@ -133,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a classifier checkpoint (from evaluate --method linear), or `reference` for the shipped "
                         "weights' probe")
     r.add_argument("images", nargs="+", metavar="IMAGE")
-    r.add_argument("--top-k", type=int, default=5)
+    r.add_argument("--top-k", type=positive_int, default=5)
     r.add_argument("--device")
     r.add_argument("--json", action="store_true")
 
@@ -141,15 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EXAMPLES["benchmark"], formatter_class=_formatter)
     m.add_argument("--data", default="bundled", help="images to use (default: the bundled subset)")
     m.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
-    m.add_argument("--batch-size", type=int, default=256)
+    m.add_argument("--batch-size", type=batch_size, default=256)
     m.add_argument("--stem", choices=["imagenet", "cifar"], default="imagenet")
-    m.add_argument("--steps", type=int, default=5, help="timed training steps per repeat")
-    m.add_argument("--repeats", type=int, default=3,
+    m.add_argument("--steps", type=positive_int, default=5, help="timed training steps per repeat")
+    m.add_argument("--repeats", type=positive_int, default=3,
                    help="training repeats (alternating the blog's and the fast pipeline); the median is reported")
-    m.add_argument("--workers", type=int, help="DataLoader workers of the blog's pipeline (default: one per CPU; "
-                                               "the blog used 8)")
+    m.add_argument("--workers", type=non_negative_int,
+                   help="DataLoader workers of the blog's pipeline (default: one per CPU; the blog used 8)")
     m.add_argument("--compile", action="store_true", help="torch.compile the model on the fast path")
-    m.add_argument("--sweep", metavar="BATCHES",
+    m.add_argument("--sweep", metavar="BATCHES", type=comma_list(batch_size),
                    help="fast path only: training throughput at these batch sizes (e.g. 64,128,256,512), taking "
                         "turns, medians; with --compile each also compiled; --record keeps it")
     m.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -160,17 +234,17 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EXAMPLES["reproduce"], formatter_class=_formatter)
     r.add_argument("--profile", choices=list(PROFILES), help=f"sizes of the run (default ${ENV_PROFILE} or smoke)")
     r.add_argument("--stem", choices=["imagenet", "cifar"], help="override the profile's stem")
-    r.add_argument("--epochs", type=int, help="override the profile's number of epochs")
-    r.add_argument("--lr-per-256", type=float,
+    r.add_argument("--epochs", type=positive_int, help="override the profile's number of epochs")
+    r.add_argument("--lr-per-256", type=positive_float,
                    help="override the SGD learning rate per 256 images (default 0.12: lightly's 0.06 per 128)")
     r.add_argument("--data", help="'bundled', or CIFAR-10 as an image folder or torchvision root")
     r.add_argument("--out", help="checkpoint folder (default checkpoints/<row id>)")
     r.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
     r.add_argument("--no-supervised", action="store_true",
                    help="skip the supervised from-scratch baselines (the longest part on a CPU)")
-    r.add_argument("--probe-epochs", type=int, default=10,
+    r.add_argument("--probe-epochs", type=non_negative_int, default=10,
                    help="epochs of the cached-probe vs blog's-way timing (0 skips it)")
-    r.add_argument("--supervised-steps", type=int,
+    r.add_argument("--supervised-steps", type=positive_int,
                    help="optimiser steps of each supervised baseline (default: as many as the pretraining took)")
     r.add_argument("--record", nargs="?", const="", metavar="RESULTS_JSON",
                    help="store the row (default simclr_helpers/assets/results.json)")
@@ -179,11 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EXAMPLES["ablate"], formatter_class=_formatter)
     a.add_argument("--profile", choices=list(PROFILES), default="smoke", help="the budget of every run (default smoke)")
     a.add_argument("--data", help="'bundled' (default for smoke), or CIFAR-10 as an image folder or torchvision root")
-    a.add_argument("--epochs", type=int, help="epochs of every run (default 4)")
-    a.add_argument("--seeds", type=int, help="runs per variant, seeds 0, 1, ... (default 3)")
+    a.add_argument("--epochs", type=positive_int, help="epochs of every run (default 4)")
+    a.add_argument("--seeds", type=positive_int, help="runs per variant, seeds 0, 1, ... (default 3)")
     a.add_argument("--variants", help="comma-separated variants (default: all; see below)")
-    a.add_argument("--batch-size", type=int, help="override the profile's batch size")
-    a.add_argument("--train-limit", type=int, help="use at most N labelled training images (class-balanced)")
+    a.add_argument("--batch-size", type=batch_size, help="override the profile's batch size")
+    a.add_argument("--train-limit", type=positive_int, help="use at most N labelled training images (class-balanced)")
     a.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
     a.add_argument("--store", metavar="JSONL",
                    help="where every finished run is kept as it ends; a re-run with the same budget skips those "
@@ -196,8 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog=EXAMPLES["label-efficiency"], formatter_class=_formatter)
     le.add_argument("--checkpoint", required=True, help="a pretraining checkpoint (last.pt), or `reference`")
     le.add_argument("--data", help="labelled CIFAR-10 (default: the data the checkpoint was trained on)")
-    le.add_argument("--fractions", default="0.01,0.1,1.0", help="label fractions (default 0.01,0.1,1.0)")
-    le.add_argument("--grid", action="append", metavar="FRACTION:EPOCHS,...",
+    le.add_argument("--fractions", type=comma_list(fraction), default=(0.01, 0.1, 1.0),
+                    help="label fractions, each in (0, 1] (default 0.01,0.1,1.0)")
+    le.add_argument("--grid", action="append", type=grid_item, metavar="FRACTION:EPOCHS,...",
                     help="epoch budgets tried for one fraction (default 0.01:100,200,400 0.1:25,50,100 1.0:6,12,24)")
     le.add_argument("--methods", default=",".join(("probe-simclr", "probe-random", "scratch", "finetune")),
                     help="which curves (default all four)")
@@ -217,9 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EXAMPLES["build-subset"], formatter_class=_formatter)
     b.add_argument("--source", required=True, help="CIFAR-10 image folder (train/<class>/, test/<class>/)")
     b.add_argument("--out", help="output zip (default: the package's assets/cifar10_subset.zip)")
-    b.add_argument("--train-per-class", type=int, default=300)
-    b.add_argument("--test-per-class", type=int, default=100)
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--train-per-class", type=positive_int, default=300)
+    b.add_argument("--test-per-class", type=positive_int, default=100)
+    b.add_argument("--seed", type=non_negative_int, default=0)
 
     x = sub.add_parser("export-reference", help="make a run and its linear probe the shipped reference weights",
                        epilog=EXAMPLES["export-reference"], formatter_class=_formatter)
@@ -232,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", help=f"CIFAR-10 (default ${ENV_DATA}, else the download cache, else a download, "
                                   "else the bundled subset)")
     g.add_argument("--device", default="cuda", help="the GPU to check (default cuda)")
-    g.add_argument("--minutes", type=float, default=8.0, help="time budget; stages that do not fit are skipped")
+    g.add_argument("--minutes", type=positive_float, default=8.0,
+                   help="time budget; stages that do not fit are skipped")
 
     w = sub.add_parser("set-repository", help="point the Colab badges and install cells at a fork (OWNER/NAME)",
                        epilog=EXAMPLES["set-repository"], formatter_class=_formatter)
@@ -264,21 +340,25 @@ def _refuse_gpu_profile_without_gpu(name: str, args) -> None:
 def cmd_pretrain(args) -> int:
     from contextlib import nullcontext
 
-    from .config import get_profile
+    from .config import default_checkpoint_dir, get_profile
     from .distributed import is_main, main_first, process_group
-    from .runs import load_pretrain_data, run_pretrain
+    from .runs import RESUME_FLAGS, load_pretrain_data, resumed_settings, run_pretrain
 
-    profile = get_profile(args.profile).with_overrides(epochs=args.epochs, batch_size=args.batch_size, stem=args.stem,
-                                                      lr_per_256=args.lr_per_256,
-                                                      train_limit=args.train_limit)
+    given = {key: getattr(args, flag[2:].replace("-", "_")) for key, flag in RESUME_FLAGS.items()}  # None: not given
+    profile = get_profile(args.profile).with_overrides(**{k: v for k, v in given.items() if k != "name"})
     _refuse_gpu_profile_without_gpu(profile.name, args)
+    out = Path(args.out) if args.out else default_checkpoint_dir() / profile.name
+    data_arg = args.data
+    if args.resume and (out / "last.pt").exists():  # the run as its record says, not the profile's defaults
+        profile, recorded_data = resumed_settings(out / "last.pt", **given)
+        data_arg = args.data or recorded_data
     # Under torchrun every process runs this command and joins one process group; without it nothing changes.
     with process_group(args.device) as device:
         main = is_main()
         log = _log if main else None  # rank 0 alone speaks
         with main_first() if args.download else nullcontext():  # one download at a time
-            data = load_pretrain_data(profile, args.data, args.download, log=log)
-        result = run_pretrain(profile, data, out=args.out, resume=args.resume, device=device, pipeline=args.pipeline,
+            data = load_pretrain_data(profile, data_arg, args.download, log=log)
+        result = run_pretrain(profile, data, out=out, resume=args.resume, device=device, pipeline=args.pipeline,
                               amp=not args.no_amp, compile=args.compile, log=log, sync_bn=args.sync_bn,
                               overwrite=args.overwrite)
     if main:
@@ -291,16 +371,20 @@ def cmd_evaluate(args) -> int:
     from .runs import run_evaluate
 
     result = run_evaluate(args.checkpoint, method=args.method, random_init=args.random_init, data=args.data,
-                          out=args.out, device=args.device, log=_log)
-    print(json.dumps(result, indent=1))
+                          out=args.out, device=args.device, log=_log if args.json else None)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(f"{result['method']} top-1 ({result['backbone']} backbone of {result['checkpoint']}): {result['top1']:.1%} "
+          f"on {result['n_test']:,} test images of the {result['data']}")
+    if "classifier" in result:
+        print(f"classifier: {result['classifier']}")
     return 0
 
 
 def cmd_predict(args) -> int:
     from .predict import load_classifier, predict_files
 
-    if args.top_k < 1:
-        raise SimclrError("--top-k must be 1 or more.")
     classifier = load_classifier(args.checkpoint, args.device)
     results = predict_files(classifier, args.images, args.top_k)
     for res in results:
@@ -360,13 +444,8 @@ def cmd_benchmark(args) -> int:
 def _benchmark_sweep(args, images) -> int:
     from .benchmark import format_sweep, training_sweep
 
-    try:
-        sizes = tuple(int(b) for b in args.sweep.split(","))
-    except ValueError:
-        raise SimclrError(f"--sweep {args.sweep}: give batch sizes separated by commas, e.g. 64,128,256") from None
-    if any(b < 2 for b in sizes):
-        raise SimclrError(f"--sweep {args.sweep}: every batch size must be 2 or more (NT-Xent needs negatives)")
-    result = training_sweep(images, args.device, sizes, args.stem, args.steps, args.repeats, args.compile, log=_log)
+    result = training_sweep(images, args.device, args.sweep, args.stem, args.steps, args.repeats, args.compile,
+                            log=_log)
     print(json.dumps(result, indent=1) if args.json else format_sweep(result))
     if args.record is not None:
         import time
@@ -410,8 +489,6 @@ def cmd_ablate(args) -> int:
 
     epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
     seeds = DEFAULT_SEEDS if args.seeds is None else args.seeds
-    if epochs < 1 or seeds < 1:
-        raise SimclrError("--epochs and --seeds must be 1 or more.")
     keys = parse_variants(args.variants)
     profile = get_profile(args.profile).with_overrides(epochs=epochs, batch_size=args.batch_size,
                                                       train_limit=args.train_limit)
@@ -453,20 +530,10 @@ def cmd_ablate(args) -> int:
 def cmd_label_efficiency(args) -> int:
     from .checkpoints import RunRecord, is_reference
     from .config import default_checkpoint_dir
-    from .label_efficiency import LABELS, METHODS, run_label_efficiency
+    from .label_efficiency import FRACTIONS, LABELS, METHODS, run_label_efficiency
     from .runs import run_splits
 
-    try:
-        fractions = tuple(float(f) for f in args.fractions.split(","))
-        grid = {}
-        for item in args.grid or []:
-            fraction, epochs = item.split(":")
-            grid[float(fraction)] = tuple(int(e) for e in epochs.split(","))
-    except ValueError:
-        raise SimclrError("--fractions and --grid take numbers, as in --fractions 0.01,0.1,1.0 --grid 0.1:25,50,100"
-                          ) from None
-    if any(not 0 < f <= 1 for f in fractions) or any(e < 1 for es in grid.values() for e in es):
-        raise SimclrError("every fraction must lie in (0, 1] and every budget be 1 epoch or more.")
+    fractions, grid = args.fractions, dict(args.grid or [])
     methods = tuple(m.strip() for m in args.methods.split(","))
     if unknown := [m for m in methods if m not in METHODS]:
         raise SimclrError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
@@ -476,9 +543,9 @@ def cmd_label_efficiency(args) -> int:
     store = Path(args.store) if args.store else default_checkpoint_dir() / "label-efficiency" / f"{name}.jsonl"
     result = run_label_efficiency(args.checkpoint, splits, fractions, grid or None, store, args.device,
                                   methods, log=_log)
-    for fraction, cell in result["fractions"].items():
+    for share, cell in result["fractions"].items():
         for method, row in cell.items():
-            print(f"{float(fraction):>5.0%} of the labels, {LABELS[method]}: test top-1 {row['test_top1']:.1%} "
+            print(f"{float(share):>5.0%} of the labels, {LABELS[method]}: test top-1 {row['test_top1']:.1%} "
                   f"({row['epochs']} epochs; validation by budget: {row['grid']})")
     if args.record is not None:
         import time
@@ -490,11 +557,11 @@ def cmd_label_efficiency(args) -> int:
             "reference" if is_reference(args.checkpoint) else "RUN/last.pt")
         if args.data:
             command += " --data CIFAR10_DIR"
-        for flag, value, default in (("--fractions", args.fractions, "0.01,0.1,1.0"),
-                                     ("--methods", args.methods, ",".join(METHODS))):
-            if value != default:
-                command += f" {flag} {value}"
-        command += "".join(f" --grid {item}" for item in args.grid or [])
+        if fractions != FRACTIONS:
+            command += f" --fractions {','.join(map(str, fractions))}"
+        if args.methods != ",".join(METHODS):
+            command += f" --methods {args.methods}"
+        command += "".join(f" --grid {f}:{','.join(map(str, epochs))}" for f, epochs in args.grid or [])
         result.update({"hardware": hardware(pick_device(args.device)), "date": time.strftime("%Y-%m-%d"),
                        "data": splits.train.source.split("/")[0], "command": command + " --record"})
         _log(f"recorded in {record_label_efficiency(result, Path(args.record) if args.record else RESULTS_FILE)}")
@@ -504,18 +571,19 @@ def cmd_label_efficiency(args) -> int:
 def cmd_results(args) -> int:
     from .results import RESULTS_FILE, check_readme, load, markdown_tables, write_readme
 
-    stored = load(Path(args.file) if args.file else RESULTS_FILE)
-    rows, benchmarks, sweeps = stored["rows"], stored["benchmarks"], stored["sweeps"]
+    # A missing or unreadable results file is one sentence (exit 2): never an empty table, never a README
+    # whose tables were replaced by nothing.
+    stored = load(Path(args.file) if args.file else RESULTS_FILE, missing_ok=False)
     if args.check:
-        if not check_readme(args.check, rows, benchmarks, sweeps, stored["ablations"]):
+        if not check_readme(args.check, stored=stored):
             _err(f"{args.check}: its results tables differ from the results file; "
                  f"run python -m simclr_helpers results --write {args.check}")
             return 1
         print(f"{args.check}: results tables match the results file")
     elif args.write:
-        print(f"wrote {write_readme(args.write, rows, benchmarks, sweeps, stored['ablations'])}")
+        print(f"wrote {write_readme(args.write, stored=stored)}")
     else:
-        print(markdown_tables(rows), end="")
+        print(markdown_tables(stored["rows"]), end="")
     return 0
 
 

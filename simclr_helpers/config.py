@@ -54,6 +54,12 @@ def install_spec(repository: str = REPOSITORY) -> str:
     return f"simclr-helpers @ git+https://github.com/{repository}"
 
 
+def scaled_lr(lr_per_256: float, batch_size: int) -> float:
+    """The linear scaling rule: a learning rate given per 256 images, for a batch of ``batch_size`` images
+    (pretraining's peak, ``Profile.peak_lr``, and the supervised baselines' alike)."""
+    return lr_per_256 * batch_size / 256
+
+
 @dataclass(frozen=True)
 class Profile:
     """Sizes of one run. Every field is a plain value so it fits in a checkpoint."""
@@ -74,6 +80,11 @@ class Profile:
     knn_k: int = 200
     linear_epochs: int = 100
     seed: int = 0
+
+    @property
+    def peak_lr(self) -> float:
+        """The learning rate at the end of the warm-up: ``lr_per_256`` scaled to the (global) batch."""
+        return scaled_lr(self.lr_per_256, self.batch_size)
 
     def with_overrides(self, **kwargs) -> Profile:
         """Return a copy with the non-None keyword arguments applied."""

@@ -92,8 +92,6 @@ class DataSpec:
     kind: str
     path: str | None = None
 
-    KINDS = ("bundled", "image_folder", "torchvision", "unlabelled")
-
     @classmethod
     def resolve(cls, data: str | Path | DataSpec | None, download: bool = False) -> DataSpec:
         """The spec of ``data``: ``None`` or ``"bundled"``, or a path, looked at on disk."""
@@ -159,8 +157,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
     so greyscale, RGBA, palette and 16-bit images broke it (README, "What the course fixes", mistake 8;
     notebook 06 shows each case).
     """
-    from PIL import ImageOps
-
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16- or 32-bit greyscale: convert("RGB") would clip everything above 255 to white.
@@ -201,11 +197,11 @@ def open_image(source: str | Path | bytes, size: int = IMAGE_SIZE) -> Image.Imag
         else:
             path = Path(source)
             if not path.exists():
-                raise ImageError(f"{name}: no such file; check the path.")
+                raise ImageError(name, "no such file; check the path.")
             if path.is_dir():
-                raise ImageError(f"{name}: is a folder, not an image file.")
+                raise ImageError(name, "is a folder, not an image file.")
             if path.stat().st_size == 0:
-                raise ImageError(f"{name}: the file is empty (0 bytes); it is not an image.")
+                raise ImageError(name, "the file is empty (0 bytes); it is not an image.")
             image = Image.open(path)
         # Let JPEG decode at a reduced scale when the picture is huge (fast, little memory).
         image.draft("RGB", (size * 4, size * 4))
@@ -214,11 +210,11 @@ def open_image(source: str | Path | bytes, size: int = IMAGE_SIZE) -> Image.Imag
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image file PIL can read (unknown or unsupported format).") from None
+        raise ImageError(name, "not an image file PIL can read (unknown or unsupported format).") from None
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{name}: the image is too large to open safely ({exc}).") from None
+        raise ImageError(name, f"the image is too large to open safely ({exc}).") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{name}: the image file is damaged or truncated ({exc}).") from None
+        raise ImageError(name, f"the image file is damaged or truncated ({exc}).") from None
 
 
 def pil_to_uint8(image: Image.Image) -> np.ndarray:

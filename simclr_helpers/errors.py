@@ -18,7 +18,15 @@ class CheckpointError(SimclrError):
 
 
 class ImageError(SimclrError):
-    """An image file that cannot be read."""
+    """An image file that cannot be read: ``path`` names it (``<bytes>`` for bytes), ``reason`` is the sentence
+    that says why and what to do; the message is both, ``"path: reason"``."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(str(path), reason)
+        self.path, self.reason = str(path), reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
 
 
 class TrainingError(SimclrError):

@@ -61,9 +61,6 @@ class Accuracy:
     predictions: torch.Tensor  # (N,) predicted class of every evaluated image
     labels: torch.Tensor
 
-    def to_dict(self) -> dict:
-        return {"top1": round(self.top1, 4), "n": int(self.labels.numel())}
-
 
 def accuracy_from(predictions: torch.Tensor, labels: torch.Tensor) -> Accuracy:
     return Accuracy(float((predictions == labels).float().mean()), predictions, labels)

@@ -65,8 +65,8 @@ def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[fl
                          progress: bool = True) -> dict:
     """Measure the four curves for ``checkpoint`` (a pretraining checkpoint or ``reference``) on ``splits``."""
     from .evaluate import extract_features, freeze, label_subset, linear_accuracy, train_linear_probe
-    from .models import build_backbone
-    from .runtime import pick_device, seed_everything
+    from .models import random_init_backbone
+    from .runtime import pick_device
     from .supervised import SupervisedRecipe, predict, train_supervised
     from .train import load_simclr
 
@@ -88,8 +88,8 @@ def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[fl
 
     features = {}
     if any(m in PROBES for m, _, _ in todo):
-        seed_everything(p.seed)
-        backbones = {"probe-simclr": freeze(model.backbone), "probe-random": freeze(build_backbone(p.stem).to(dev))}
+        backbones = {"probe-simclr": freeze(model.backbone),
+                     "probe-random": freeze(random_init_backbone(p.stem, p.seed).to(dev))}
         for name, net in backbones.items():
             features[name] = tuple(extract_features(net, part, stats, device=dev, progress=progress, desc=name)
                                    for part in (pool, validation, test))

@@ -11,6 +11,8 @@ import torchvision
 from lightly.models.modules import SimCLRProjectionHead
 from torch import nn
 
+from .runtime import seed_everything
+
 STEMS = ("imagenet", "cifar")
 
 
@@ -30,6 +32,13 @@ def build_backbone(stem: str = "cifar") -> nn.Sequential:
         resnet.maxpool = nn.Identity()
     # children(): conv1, bn1, relu, maxpool, layer1..4, avgpool, fc -> drop fc.
     return nn.Sequential(*list(resnet.children())[:-1], nn.Flatten(1))
+
+
+def random_init_backbone(stem: str, seed: int) -> nn.Sequential:
+    """The random-init baseline of every comparison: the backbone SimCLR training starts from with ``seed``
+    (every random generator seeded with it first, as ``train.training_setup`` does), untrained."""
+    seed_everything(seed)
+    return build_backbone(stem)
 
 
 def feature_dim(backbone: nn.Module, size: int = 32) -> int:

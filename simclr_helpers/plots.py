@@ -63,8 +63,7 @@ def planned_lr(profile: Profile, steps_per_epoch: int, steps) -> np.ndarray:
 
     total = steps_per_epoch * profile.epochs
     warmup = min(total, steps_per_epoch * profile.warmup_epochs)
-    base = profile.lr_per_256 * profile.batch_size / 256
-    return np.array([base * warmup_cosine(int(s), total, warmup) for s in steps])
+    return np.array([profile.peak_lr * warmup_cosine(int(s), total, warmup) for s in steps])
 
 
 def lr_per_step(profile: Profile, steps_per_epoch: int) -> tuple[np.ndarray, np.ndarray]:

@@ -92,7 +92,5 @@ def predict_files(classifier: Classifier, paths: list[str | Path], top_k: int = 
         try:
             results.append(Prediction(str(path), predict_image(classifier, path, top_k)))
         except ImageError as exc:
-            msg = str(exc)
-            prefix = f"{path}: "
-            results.append(Prediction(str(path), None, msg[len(prefix):] if msg.startswith(prefix) else msg))
+            results.append(Prediction(str(path), None, exc.reason))
     return results

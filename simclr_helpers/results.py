@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 RESULTS_FILE = Path(__file__).parent / "assets" / "results.json"
-NOT_MEASURED = "not measured on a GPU"
 
 
 def hardware(device) -> str:
@@ -37,11 +36,27 @@ def hardware(device) -> str:
     return f"{model}, {cpu_count()} cores, no GPU"
 
 
-def load(path: str | Path = RESULTS_FILE) -> dict:
+def load(path: str | Path = RESULTS_FILE, missing_ok: bool = True) -> dict:
     """The whole results file: ``{"rows": [...], "benchmarks": [...], "sweeps": [...], "ablations": ...}``
-    (lists empty and ``ablations`` None if there is no file)."""
+    (lists empty and ``ablations`` None if there is no file and ``missing_ok``, as when a first result is
+    recorded). A file that is missing (unless ``missing_ok``) or cannot be read is one sentence, so that nothing
+    is ever written from it: not the README's tables, not the results file itself."""
+    from .errors import SimclrError
+
     path = Path(path)
-    data = json.loads(path.read_text()) if path.exists() else {}
+    if missing_ok and not path.exists():
+        data = {}
+    elif not path.is_file():
+        raise SimclrError(f"{path}: no such results file; check the path given to --file, or leave --file out "
+                          "to use the course's own results file.")
+    else:
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise SimclrError(f"{path}: not a readable results file ({exc}); restore it from version control, or "
+                              "pass --file with a good one.") from None
     return {**data, "rows": data.get("rows", []), "benchmarks": data.get("benchmarks", []),
             "sweeps": data.get("sweeps", []), "ablations": data.get("ablations")}
 
@@ -178,10 +193,6 @@ def benchmark_table(runs: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_benchmarks(path: str | Path = RESULTS_FILE) -> list[dict]:
-    return load(path)["benchmarks"]
-
-
 def record_benchmark(result: dict, path: str | Path = RESULTS_FILE, keep: int = 3) -> Path:
     """Add a benchmark run; the last ``keep`` runs of the same device, stem and batch size are kept."""
     data = load(path)
@@ -225,11 +236,6 @@ def sweep_table(sweeps: list[dict]) -> str:
 
 
 ABLATE_COMMAND = "python -m simclr_helpers ablate --record"
-
-
-def load_ablations(path: str | Path = RESULTS_FILE) -> dict | None:
-    """The recorded ablation (``python -m simclr_helpers ablate --record``), or None."""
-    return load(path)["ablations"]
 
 
 def record_ablations(result: dict, path: str | Path = RESULTS_FILE) -> Path:
@@ -362,12 +368,15 @@ def _markers(name: str) -> tuple[str, str]:
 
 
 def _data(rows: list[dict] | None, benchmarks: list[dict] | None, sweeps: list[dict] | None = None,
-          ablations: dict | None = None) -> dict:
+          ablations: dict | None = None, stored: dict | None = None) -> dict:
     """What the README's blocks are generated from: the results file, or what the caller passes.
 
-    A caller that passes its own rows (another results file, a test) passes everything else it wants
-    shown as well; only a caller that passes no rows gets the results file's other parts filled in.
+    ``stored``: a whole results file as ``load`` returns it (``results --file``), every part of it shown.
+    A caller that passes its own rows (a test) passes everything else it wants shown as well; only a
+    caller that passes no rows gets the results file's other parts filled in.
     """
+    if stored is not None:
+        return {**stored, "label_efficiency": stored.get("label_efficiency")}
     if rows is not None:
         return {"rows": rows, "benchmarks": benchmarks or [], "sweeps": sweeps or [], "ablations": ablations}
     stored = load()
@@ -400,18 +409,31 @@ def _blocks_of(text: str, data: dict) -> list[tuple[str, str]]:
     return out
 
 
+def _readme_text(readme: str | Path) -> str:
+    from .errors import SimclrError
+
+    path = Path(readme)
+    if not path.is_file():
+        raise SimclrError(f"{path}: no such file; give the path of the README that holds the results tables.")
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SimclrError(f"{path}: the README cannot be read ({exc}); check the file.") from None
+
+
 def check_readme(readme: str | Path, rows: list[dict] | None = None, benchmarks: list[dict] | None = None,
-                 sweeps: list[dict] | None = None, ablations: dict | None = None) -> bool:
+                 sweeps: list[dict] | None = None, ablations: dict | None = None, stored: dict | None = None) -> bool:
     """Whether every generated block of the README is exactly what the results file generates."""
-    data = _data(rows, benchmarks, sweeps, ablations)
-    return all(current == generated for current, generated in _blocks_of(Path(readme).read_text(), data))
+    data = _data(rows, benchmarks, sweeps, ablations, stored)
+    return all(current == generated for current, generated in _blocks_of(_readme_text(readme), data))
 
 
 def write_readme(readme: str | Path, rows: list[dict] | None = None, benchmarks: list[dict] | None = None,
-                 sweeps: list[dict] | None = None, ablations: dict | None = None) -> Path:
-    data = _data(rows, benchmarks, sweeps, ablations)
+                 sweeps: list[dict] | None = None, ablations: dict | None = None, stored: dict | None = None) -> Path:
+    """Replace the README's generated blocks with what the results file (or ``stored``) generates."""
+    data = _data(rows, benchmarks, sweeps, ablations, stored)
     path = Path(readme)
-    text = path.read_text()
+    text = _readme_text(path)
     for current, generated in _blocks_of(text, data):
         text = text.replace(current, generated, 1)
     path.write_text(text)

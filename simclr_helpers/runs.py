@@ -20,7 +20,7 @@ import torch
 from .checkpoints import REFERENCE, RunRecord, is_reference, read_reference
 from .config import ENV_RUN, PROFILES, Profile, default_checkpoint_dir, default_data_root
 from .data import CIFARSplits, DataSpec, cached_cifar10, load_cifar10, load_unlabelled_folder
-from .errors import CheckpointError, DataError, SimclrError
+from .errors import CheckpointError, DataError, SimclrError, TrainingError
 
 Log = Callable[[str], None]
 MONITOR_FRACTION = 0.1  # share of the training set held out as kNN-monitor queries
@@ -66,6 +66,37 @@ def load_pretrain_data(profile: Profile, data: str | Path | DataSpec | None = No
     return {"train": train, "monitor": monitor, "spec": spec, "splits": splits}
 
 
+# The settings a run is started with, as the command line names them: ``--resume`` continues a run with these.
+RESUME_FLAGS = {"name": "--profile", "epochs": "--epochs", "batch_size": "--batch-size", "stem": "--stem",
+                "lr_per_256": "--lr-per-256", "train_limit": "--train-limit"}
+
+
+def resumed_settings(checkpoint: str | Path, **given) -> tuple[Profile, DataSpec]:
+    """The profile and data a run continues with under ``--resume``: those its record holds (epochs, schedule,
+    batch, stem, training images), so a resumed run ends as the uninterrupted run would have.
+
+    ``given``: the values of ``RESUME_FLAGS`` the command line was given (None where not). One that contradicts
+    the record is one sentence (:class:`TrainingError`); only ``epochs`` may differ, and only upwards: the run
+    is then extended, its warm-up + cosine schedule stretched to end at the new last epoch.
+    """
+    record = RunRecord.load(checkpoint)
+    recorded = record.profile
+
+    def shown(key, value):
+        return f"{RESUME_FLAGS[key]} {value}" if value is not None else f"no {RESUME_FLAGS[key]}"
+
+    clashes = [key for key, value in given.items() if value is not None and value != getattr(recorded, key)
+               and not (key == "epochs" and value > recorded.epochs)]
+    if clashes:
+        was = ", ".join(shown(key, getattr(recorded, key)) for key in clashes)
+        now = ", ".join(shown(key, given[key]) for key in clashes)
+        shorter = " (a run can be extended, not cut short)" if "epochs" in clashes else ""
+        raise TrainingError(f"{checkpoint} was started with {was}, not {now}, and a run is resumed as it was "
+                            f"started{shorter}; leave out {' and '.join(RESUME_FLAGS[k] for k in clashes)}, or train "
+                            "a new run into another folder with --out.")
+    return recorded.with_overrides(epochs=given.get("epochs")), record.data
+
+
 def run_pretrain(profile: Profile, data: dict, out: str | Path | None = None, log: Log | None = print,
                  **kwargs):
     """``train.pretrain`` on what ``load_pretrain_data`` returned (its data spec goes into the checkpoint)."""
@@ -97,19 +128,15 @@ def run_evaluate(checkpoint: str | Path, method: str = "knn", random_init: bool 
     the test split. ``linear`` also writes a classifier checkpoint for ``predict``.
     """
     from .evaluate import evaluate_backbone, save_classifier
-    from .models import build_backbone
-    from .runtime import pick_device, seed_everything
+    from .models import random_init_backbone
+    from .runtime import pick_device
     from .train import load_simclr
 
     log = log or (lambda s: None)
     model, record = load_simclr(checkpoint, device="cpu")
     p = record.profile
     _, splits = run_splits(record, data)
-    if random_init:
-        seed_everything(p.seed)
-        backbone = build_backbone(p.stem)
-    else:
-        backbone = model.backbone
+    backbone = random_init_backbone(p.stem, p.seed) if random_init else model.backbone
     dev = pick_device(device)
     backbone = backbone.to(dev)
     t0 = time.perf_counter()
@@ -300,9 +327,9 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
         label_subset,
         probe_with_labels,
     )
-    from .models import build_backbone
+    from .models import random_init_backbone
     from .results import hardware
-    from .runtime import pick_device, seed_everything
+    from .runtime import pick_device
     from .supervised import SupervisedRecipe, predict, train_supervised
     from .train import load_simclr
 
@@ -315,8 +342,7 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
     train, test = splits.train, splits.test
     y_train, y_test, n_classes = train.labels.cpu(), test.labels.cpu(), len(train.classes)
     stats = record.normalize
-    seed_everything(p.seed)
-    backbones = {"simclr": freeze(model.backbone), "random_init": freeze(build_backbone(p.stem).to(dev))}
+    backbones = {"simclr": freeze(model.backbone), "random_init": freeze(random_init_backbone(p.stem, p.seed).to(dev))}
     feats = {}
     for name, backbone in backbones.items():
         feats[name] = (extract_features(backbone, train, stats, device=dev, progress=progress, desc=f"{name} train"),
@@ -364,7 +390,7 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
         "monitor_knn": next((m["knn_top1"] for m in reversed(metrics) if m.get("knn_top1") is not None), None),
         "supervised_steps": steps if supervised else None, "pretrain_steps": record.steps,
         "schedule": {"epochs": p.epochs, "warmup_epochs": p.warmup_epochs, "steps_per_epoch": record.steps_per_epoch,
-                     "peak_lr": p.lr_per_256 * p.batch_size / 256},
+                     "peak_lr": p.peak_lr},
         "metrics": metrics,
         "n_train": len(train), "n_test": len(test),
         "torch": str(torch.__version__).split("+")[0], "lightly": version("lightly"),
@@ -380,6 +406,10 @@ def run_reproduce(profile: Profile, data: str | Path | None = None, out: str | P
     data_info = load_pretrain_data(profile, data, log=log)
     row_id = _row_id(profile, data_info["spec"])
     out_dir = Path(out) if out else default_checkpoint_dir() / row_id
+    if (out_dir / "last.pt").exists():  # the run it resumes must be the one the arguments describe
+        default = PROFILES[profile.name]
+        resumed_settings(out_dir / "last.pt", **{key: getattr(profile, key) for key in ("stem", "epochs", "lr_per_256")
+                                                 if getattr(profile, key) != getattr(default, key)})
     result = run_pretrain(profile, data_info, out_dir, log=log, resume=True, device=device, progress=progress)
     row = run_report(result.checkpoint, data_info["spec"], device, fractions, supervised, probe_epochs, log, progress,
                      splits=data_info["splits"], supervised_steps=supervised_steps)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import AugmentConfig, BatchedSimCLRAugment
-from .config import NORMALIZE
+from .config import NORMALIZE, scaled_lr
 from .data import ImageTensors
 from .models import build_backbone, feature_dim
 
@@ -112,7 +112,7 @@ def train_supervised(train: ImageTensors, stem: str, recipe: SupervisedRecipe, d
     batch = min(recipe.batch_size, len(train))
     total = recipe.total_steps(len(train))
     per_epoch = steps_per_epoch(len(train), batch)
-    lr = recipe.lr_per_256 * batch / 256
+    lr = scaled_lr(recipe.lr_per_256, batch)
     decay, no_decay = [], []
     for p in model.parameters():
         (no_decay if p.ndim == 1 else decay).append(p)  # no weight decay on BatchNorm and biases

@@ -50,14 +50,13 @@ PIPELINES = ("fast", "blog")
 
 
 def make_optimizer(model: nn.Module, profile: Profile) -> torch.optim.Optimizer:
-    """SGD with momentum and weight decay, lr scaled linearly with the batch (lr_per_256 * B / 256).
+    """SGD with momentum and weight decay at ``profile.peak_lr``, lr_per_256 scaled linearly to the batch B.
 
     B is the profile's batch size, the *global* batch: with N processes each takes B / N
     images per step, and the lr, the steps per epoch and the schedule are those of one
     process with batch B, whatever N is.
     """
-    lr = profile.lr_per_256 * profile.batch_size / 256
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=profile.momentum,
+    return torch.optim.SGD(model.parameters(), lr=profile.peak_lr, momentum=profile.momentum,
                            weight_decay=profile.weight_decay)
 
 
@@ -322,8 +321,15 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
                             "train into another folder with --out, or pass --overwrite to replace it.")
     if resume and ckpt_path.exists():
         state = RunRecord.load(ckpt_path)
-        # The run continues with the settings it was started with; only the number of
-        # epochs may be changed (to extend a finished run).
+        # The run continues with the settings it was started with; only the number of epochs may
+        # grow (the run is extended): a run is never cut short by a smaller number.
+        if profile.epochs < state.profile.epochs:
+            raise TrainingError(f"{ckpt_path} was started for {state.profile.epochs} epochs, not {profile.epochs}; "
+                                "resume it with its own number of epochs (or more, to extend it), or train a new "
+                                "run into another folder with --out.")
+        if profile.epochs > state.profile.epochs:
+            log(f"extending {ckpt_path} from {state.profile.epochs} to {profile.epochs} epochs: its warm-up + "
+                f"cosine schedule now ends at epoch {profile.epochs}")
         profile = state.profile.with_overrides(epochs=profile.epochs)
         spec = state.data
     elif resume:

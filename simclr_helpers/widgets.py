@@ -178,18 +178,19 @@ def upload_problem(value) -> str | None:
 
 
 def predict_upload(classifier, name: str, content, top_k: int = 5):
-    """A top-k figure for an uploaded file (bytes, or a path), or one sentence saying why it cannot be read."""
+    """A top-k figure for an uploaded file (bytes, or a path), or one sentence saying why it cannot be read.
+    The file is decoded once: the image the chart shows is the one the classifier saw."""
     from .data import open_image, pil_to_uint8
     from .errors import ImageError
     from .plots import topk_figure
     from .predict import predict_image
 
     try:
-        top = predict_image(classifier, content, top_k)
+        image = open_image(content, classifier.image_size)
     except ImageError as exc:
-        return f"{name}: {str(exc).split(': ', 1)[-1]}"
-    shown = torch.from_numpy(pil_to_uint8(open_image(content)))
-    return topk_figure(shown, top, title=name)
+        return f"{name}: {exc.reason}"
+    top = predict_image(classifier, image, top_k)
+    return topk_figure(torch.from_numpy(pil_to_uint8(image)), top, title=name)
 
 
 def example_bytes(member: str = EXAMPLE_IMAGE) -> tuple[str, bytes]:

@@ -50,13 +50,22 @@ def test_variants_change_one_thing_each():
         ablations.parse_variants("full,no-such")
 
 
-def test_the_blog_optimizer_keeps_its_learning_rate(bundled, tiny):
-    """Plain SGD at 0.06 and no schedule: after training, the optimiser still holds lr 0.06 and no momentum."""
-    from simclr_helpers.blog import blog_optimizer
+def test_the_blog_optimizer_keeps_its_learning_rate(bundled, tiny, monkeypatch):
+    """Plain SGD at 0.06 and no schedule: the optimiser the variant's training used steps the model's own
+    parameters, and after training it still holds lr 0.06, without momentum or weight decay."""
+    from simclr_helpers import train
+    from simclr_helpers.models import random_init_backbone
 
+    used, real_epoch = [], train.train_one_epoch
+    monkeypatch.setattr(train, "train_one_epoch", lambda setup, **kw: used.append(setup) or real_epoch(setup, **kw))
     model = ablations.pretrain_variant(ablations.VARIANTS["blog-optimizer"], tiny, bundled.train.images[:64], seed=1)
-    opt = blog_optimizer(model)
-    assert opt.defaults["lr"] == 0.06 and opt.defaults["momentum"] == 0 and opt.defaults["weight_decay"] == 0
+    assert len(used) == tiny.epochs and used[0].model is model and used[0].scheduler is None
+    opt = used[0].optimizer
+    assert [p for group in opt.param_groups for p in group["params"]] == list(model.parameters())
+    assert [(g["lr"], g["momentum"], g["weight_decay"]) for g in opt.param_groups] == [(0.06, 0, 0)]
+    assert not opt.state  # no momentum buffers: plain SGD
+    start = random_init_backbone(tiny.stem, 1)  # where training began: the optimiser did move the weights
+    assert not torch.equal(model.backbone[0].weight.detach().contiguous(), start[0].weight)
     assert not model.training
 
 
@@ -101,18 +110,18 @@ def test_show_prints_every_comparison_and_draws_the_gaps(capsys):
 def test_results_file_and_readme_block(tmp_path):
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"rows": []}))
-    assert results.load_ablations(path) is None
+    assert results.load(path)["ablations"] is None
     assert "Not measured yet" in results.ablation_table(None)
     results.record_ablations(_fake_result(), path)
     # the same budget again: its variants are added, a variant measured again is replaced
     again = _fake_result(variants=[("no-crop", [0.2, 0.2, 0.2]), ("no-grey", [0.33, 0.34, 0.35])])
     results.record_ablations(again, path)
-    stored = results.load_ablations(path)
+    stored = results.load(path)["ablations"]
     assert [v["key"] for v in stored["variants"]] == ["full", "tau-0.1", "blog-optimizer", "no-crop", "no-grey"]
     assert stored["variants"][3]["knn"] == [0.2, 0.2, 0.2]
     # another budget replaces the whole entry
     results.record_ablations({**_fake_result(variants=[("full", [0.4, 0.4, 0.4])]), "epochs": 8}, path)
-    assert [v["key"] for v in results.load_ablations(path)["variants"]] == ["full"]
+    assert [v["key"] for v in results.load(path)["ablations"]["variants"]] == ["full"]
     assert results.load(path)["rows"] == []  # nothing else of the file is touched
     table = results.ablation_table(_fake_result())
     assert "| `no-crop` |" in table and "random init" in table and "4 epochs" in table
@@ -137,7 +146,7 @@ def test_ablate_command_records_a_tiny_run(tmp_path):
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "SIMCLR_CHECKPOINTS": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     assert "full" in proc.stdout and "blog-optimizer" in proc.stdout and "kNN top-1" in proc.stdout
-    stored = results.load_ablations(path)
+    stored = results.load(path)["ablations"]
     assert [v["key"] for v in stored["variants"]] == ["full", "blog-optimizer"]
     assert stored["epochs"] == 1 and stored["seeds"] == [0] and stored["n_pretrain"] == 180
     assert stored["n_test"] == 1000 and len(stored["random_init"]["knn"]) == 1

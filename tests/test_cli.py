@@ -25,11 +25,15 @@ def test_help_has_examples(cmd, capsys):
     assert "examples:" in capsys.readouterr().out
 
 
-def test_evaluate_knn_prints_json(tiny_run, capsys):
+def test_evaluate_prints_a_line_or_with_json_the_result_as_json(tiny_run, capsys):
     assert main(["evaluate", "--checkpoint", str(tiny_run.checkpoint), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["method"] == "knn" and result["backbone"] == "simclr" and 0 <= result["top1"] <= 1
     assert result["n_test"] == 1000
+    assert main(["evaluate", "--checkpoint", str(tiny_run.checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert out == (f"knn top-1 (simclr backbone of {tiny_run.checkpoint}): {result['top1']:.1%} on 1,000 test "
+                   "images of the bundled CIFAR-10 subset\n")
 
 
 def test_predict_lines_json_and_partial_failure(classifier_ckpt, tmp_path, capsys):
@@ -97,7 +101,81 @@ def test_pretrain_command_and_resume(tmp_path):
     assert again.returncode == 0 and "already finished 1 epochs" in again.stderr
 
 
+@pytest.mark.parametrize("args", [
+    ["pretrain", "--epochs", "0"], ["pretrain", "--epochs", "2.5"], ["pretrain", "--lr-per-256", "nan"],
+    ["pretrain", "--lr-per-256", "inf"], ["pretrain", "--lr-per-256", "-0.1"], ["pretrain", "--batch-size", "0"],
+    ["pretrain", "--batch-size", "1"], ["pretrain", "--train-limit", "0"], ["predict", "--checkpoint", "x", "a.jpg",
+    "--top-k", "0"], ["benchmark", "--steps", "0"], ["benchmark", "--repeats", "-1"], ["benchmark", "--workers", "-1"],
+    ["benchmark", "--sweep", "64,1"], ["benchmark", "--sweep", "64,,128"], ["reproduce", "--epochs", "0"],
+    ["reproduce", "--probe-epochs", "-1"], ["reproduce", "--supervised-steps", "0"], ["ablate", "--seeds", "-2"],
+    ["ablate", "--epochs", "0"], ["label-efficiency", "--checkpoint", "x", "--fractions", "0.1,1.5"],
+    ["label-efficiency", "--checkpoint", "x", "--grid", "0.1:25,0"], ["label-efficiency", "--checkpoint", "x",
+    "--grid", "0.1"], ["build-subset", "--source", "x", "--seed", "-1"], ["build-subset", "--source", "x",
+    "--train-per-class", "0"], ["gpu-check", "--minutes", "nan"]])
+def test_numeric_arguments_are_checked_where_they_are_parsed(args, capsys):
+    """A bad number stops the command before anything is read: argparse's exit status 2 and one line naming
+    the flag (the flag is the last one before the bad value)."""
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    flag = [a for a in args if a.startswith("--")][-1]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"python -m simclr_helpers {args[0]}: error: argument {flag}: "), err
+
+
+def test_pretrain_on_fewer_images_than_one_batch_is_one_sentence(tmp_path):
+    proc = run("pretrain", "--profile", "smoke", "--train-limit", "10", "--out", tmp_path / "run")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == ("error: 9 training images are fewer than one batch of 128; use a "
+                                                    "smaller --batch-size or more images.")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_bad_profile_in_environment_is_one_sentence(monkeypatch, capsys):
     monkeypatch.setenv("SIMCLR_PROFILE", "huge")
     assert main(["pretrain"]) == 2
     assert "unknown profile 'huge'" in capsys.readouterr().err
+
+
+def test_resume_continues_the_run_as_its_record_says(tmp_path, capsys):
+    """``pretrain --out RUN --resume`` without other arguments takes epochs, batch and images from the run's
+    record, not from the profile's defaults (smoke: 10 epochs of 128); an argument that contradicts the record is
+    one sentence and leaves last.pt as it was; more epochs extend the run."""
+    from simclr_helpers.checkpoints import RunRecord
+    from simclr_helpers.config import get_profile
+    from simclr_helpers.runs import load_pretrain_data, run_pretrain
+
+    out = tmp_path / "run"
+    profile = get_profile("smoke").with_overrides(epochs=2, batch_size=64, train_limit=200, knn_every=0)
+
+    def stop_after_first_epoch(row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_pretrain(profile, load_pretrain_data(profile, log=None), out, log=None, progress=False,
+                     on_epoch_end=stop_after_first_epoch)
+    cut = (out / "last.pt").read_bytes()
+    for extra, message in ((["--batch-size", "32"], "was started with --batch-size 64, not --batch-size 32"),
+                           (["--stem", "cifar"], "was started with --stem imagenet, not --stem cifar"),
+                           (["--epochs", "1"], "a run can be extended, not cut short"),
+                           (["--lr-per-256", "0.3", "--train-limit", "100"],
+                            "--lr-per-256 0.12, --train-limit 200, not --lr-per-256 0.3, --train-limit 100")):
+        assert main(["pretrain", "--out", str(out), "--resume", *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.strip().count("\n") == 0, err
+        assert (out / "last.pt").read_bytes() == cut
+
+    assert main(["pretrain", "--out", str(out), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "180 training images" in err and "resuming" in err and "epoch 2/2" in err
+    record = RunRecord.load(out / "last.pt")
+    assert record.epoch == record.profile.epochs == 2 and record.profile.batch_size == 64
+    assert record.scheduler["last_epoch"] == record.steps == 2 * (180 // 64)
+    assert record.metrics[-1]["lr"] < record.metrics[0]["lr"] / 100  # the cosine schedule of 2 epochs ended
+
+    assert main(["pretrain", "--out", str(out), "--resume", "--epochs", "3"]) == 0
+    assert "extending" in capsys.readouterr().err and RunRecord.load(out / "last.pt").epoch == 3
+    kept = (out / "last.pt").read_bytes()
+    assert main(["reproduce", "--out", str(out), "--lr-per-256", "0.3", "--no-supervised", "--probe-epochs", "0"]) == 2
+    assert "was started with --lr-per-256 0.12, not --lr-per-256 0.3" in capsys.readouterr().err
+    assert (out / "last.pt").read_bytes() == kept

@@ -45,3 +45,15 @@ def test_profile_round_trips_through_a_checkpoint_dict():
     from simclr_helpers.config import Profile
 
     assert Profile.from_dict({**p.to_dict(), "a_field_from_another_version": 1}) == p
+
+
+def test_peak_lr_is_the_per_256_rate_scaled_to_the_batch_and_what_training_uses():
+    from torch import nn
+
+    from simclr_helpers.train import make_optimizer
+
+    assert PROFILES["cpu"].peak_lr == pytest.approx(0.12) and PROFILES["gpu"].peak_lr == pytest.approx(0.24)
+    profile = PROFILES["smoke"].with_overrides(batch_size=64, lr_per_256=0.3)
+    assert profile.peak_lr == pytest.approx(0.075)
+    assert make_optimizer(nn.Linear(2, 2), profile).defaults["lr"] == profile.peak_lr
+    assert "peak_lr" not in profile.to_dict()  # derived, not stored in a checkpoint

@@ -183,3 +183,9 @@ def test_bad_image_files_raise_one_sentence(tmp_path):
         with pytest.raises(ImageError, match=pattern) as info:
             D.open_image(tmp_path / name)
         assert name in str(info.value) and "\n" not in str(info.value)
+        # The file and the reason are attributes: nobody parses the message back into a path.
+        assert info.value.path == str(tmp_path / name) and pattern in info.value.reason
+        assert str(info.value) == f"{tmp_path / name}: {info.value.reason}" and name not in info.value.reason
+    with pytest.raises(ImageError) as info:
+        D.open_image(b"no image: at all")  # a colon in the bytes, none in what is reported
+    assert info.value.path == "<bytes>" and info.value.reason.startswith("not an image file PIL can read")

@@ -89,7 +89,9 @@ def test_the_command_records_its_summary_and_refuses_bad_arguments(tiny_run, tmp
     assert "100% of the labels, linear probe, SimCLR features: test top-1" in out
     stored = load(results)["label_efficiency"]
     assert set(stored["fractions"]["1.0"]) == {"probe-simclr", "probe-random"} and stored["n_test"] == 1000
-    assert main([*args, "--grid", "1.0:0"]) == 2
+    with pytest.raises(SystemExit) as info:  # a budget of 0 epochs: refused where argparse reads it
+        main([*args, "--grid", "1.0:0"])
+    assert info.value.code == 2 and "argument --grid: 0 is too small" in capsys.readouterr().err
     assert main([*args, "--methods", "magic"]) == 2
     assert "unknown method(s) magic" in capsys.readouterr().err
 

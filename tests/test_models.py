@@ -47,3 +47,18 @@ def test_simclr_model_projects_to_128():
     model = SimCLRModel(stem="imagenet").eval()
     assert model(torch.zeros(3, 3, 32, 32)).shape == (3, 128)
     assert model.feature_dim == 512
+
+
+def test_the_random_init_baseline_is_where_pretraining_starts_from_the_same_seed(bundled):
+    """One builder for every random-init baseline (runs, ablations, label efficiency): the same seed gives the
+    same weights, and they are the weights SimCLR training starts from with that seed."""
+    from simclr_helpers.config import get_profile
+    from simclr_helpers.models import random_init_backbone
+    from simclr_helpers.train import training_setup
+
+    a, b, other = (random_init_backbone("imagenet", seed) for seed in (3, 3, 4))
+    start = training_setup(get_profile("smoke").with_overrides(batch_size=16), bundled.train.images[:32], "cpu",
+                           seed=3).model.backbone.state_dict()
+    for name, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[name]) and torch.equal(value, start[name]), name
+    assert not torch.equal(a[0].weight, other[0].weight)

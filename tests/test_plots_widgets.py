@@ -78,8 +78,15 @@ def test_upload_predictor_classifies_bytes(classifier_ckpt, monkeypatch):
               "content": memoryview(buf.getvalue()), "last_modified": now},)
     name, content = widgets.read_upload(value)
     assert name == "red.png" and content == buf.getvalue()
+    from simclr_helpers import data, predict
+
+    decoded = []
+    for module in (data, predict):  # wherever the upload path looks the decoder up
+        monkeypatch.setattr(module, "open_image", lambda src, size=32, real=data.open_image: decoded.append(src)
+                            or real(src, size))
     fig = widgets.predict_upload(clf, name, content, top_k=3)
     assert len(fig.axes[1].patches) == 3
+    assert decoded == [content]  # decoded once: the chart shows the image the classifier saw
     assert widgets.predict_upload(clf, "bad.png", b"bad").startswith("bad.png: not an image file")
     box = widgets.upload_predictor(clf)
     shown = []

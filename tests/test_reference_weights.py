@@ -85,7 +85,7 @@ def test_the_shipped_weights_are_the_results_rows_run():
 
 
 def test_the_shipped_backbone_has_learned(capsys):
-    """``evaluate --checkpoint reference --data bundled``: kNN top-1 on the bundled subset (bank: its 3,000
+    """``evaluate --checkpoint reference --data bundled --json``: kNN top-1 on the bundled subset (bank: its 3,000
     training images, queries: its 1,000 test images), against a random-init backbone of the same stem.
 
     Measured when the weights were shipped: the reference backbone 59.7%, random init (seed 0) 27.1%. The test
@@ -96,7 +96,7 @@ def test_the_shipped_backbone_has_learned(capsys):
 
     top1 = {}
     for extra in ([], ["--random-init"]):
-        assert main(["evaluate", "--checkpoint", "reference", "--data", "bundled", *extra]) == 0
+        assert main(["evaluate", "--checkpoint", "reference", "--data", "bundled", "--json", *extra]) == 0
         result = json.loads(capsys.readouterr().out)
         assert result["n_train"] == 3000 and result["n_test"] == 1000 and result["checkpoint"] == "reference"
         top1[result["backbone"]] = result["top1"]

@@ -71,7 +71,7 @@ def test_record_replaces_the_row_with_the_same_id(tmp_path):
 
 
 def test_benchmark_runs_keep_the_last_three_per_machine_and_rows_survive(tmp_path):
-    from simclr_helpers.results import benchmark_table, load_benchmarks, record_benchmark
+    from simclr_helpers.results import benchmark_table, load, record_benchmark
 
     path = tmp_path / "results.json"
     record({"id": "smoke-imagenet", "profile": "smoke", "stem": "imagenet"}, path)
@@ -82,11 +82,11 @@ def test_benchmark_runs_keep_the_last_three_per_machine_and_rows_survive(tmp_pat
     for i in range(4):
         record_benchmark({**run, "fast_augment_views_per_s": 40000 + i}, path)
     record_benchmark({**run, "stem": "cifar"}, path)
-    runs = load_benchmarks(path)
+    runs = load(path)["benchmarks"]
     assert [r["fast_augment_views_per_s"] for r in runs if r["stem"] == "imagenet"] == [40001, 40002, 40003]
     assert len(runs) == 4 and load_results(path)[0]["id"] == "smoke-imagenet"
     record({"id": "smoke-imagenet", "profile": "smoke", "stem": "imagenet", "v": 2}, path)
-    assert len(load_benchmarks(path)) == 4  # recording a row keeps the benchmark runs
+    assert len(load(path)["benchmarks"]) == 4  # recording a row keeps the benchmark runs
     table = benchmark_table(runs)
     assert "13.3x" in table and "40,003" in table and "1.52x" in table
 
@@ -112,6 +112,30 @@ def test_check_fails_when_the_readme_drifts(tmp_path):
     assert proc.returncode == 1 and "results --write" in proc.stderr
     write_readme(readme, rows, benchmarks=[])
     assert check_readme(readme, rows, benchmarks=[]) and readme.read_text().endswith("\n\nmore\n")
+
+
+def test_results_never_writes_or_prints_from_a_missing_or_unreadable_file(tmp_path):
+    """``results --write README`` from a results file that is not there, or not JSON, exits non-zero with one
+    sentence naming the file and leaves the README byte-identical; printing and checking refuse it the same way,
+    and so does a README that is not there."""
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n" + readme_block([]) + "\n")
+    before = readme.read_bytes()
+    (tmp_path / "broken.json").write_text('{"rows": [')
+    for results, problem in ((tmp_path / "missing.json", "no such results file"),
+                             (tmp_path / "broken.json", "not a readable results file")):
+        for action in (["--write", readme], ["--check", readme], []):
+            proc = subprocess.run([sys.executable, "-m", "simclr_helpers", "results", "--file", results,
+                                   *map(str, action)], capture_output=True, text=True)
+            assert proc.returncode == 2 and proc.stdout == "", (action, proc.stdout)
+            assert proc.stderr.startswith(f"error: {results}: {problem}") and proc.stderr.count("\n") == 1
+            assert readme.read_bytes() == before
+    for action in ("--check", "--write"):
+        proc = subprocess.run([sys.executable, "-m", "simclr_helpers", "results", action, tmp_path / "nope.md"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr == f"error: {tmp_path / 'nope.md'}: no such file; give the path " \
+            "of the README that holds the results tables.\n"
+        assert not (tmp_path / "nope.md").exists()
 
 
 def test_tables_show_label_efficiency_and_the_unmeasured_gpu_row(report):

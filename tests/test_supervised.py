@@ -36,8 +36,30 @@ def test_same_seed_same_network_and_one_schedule(small):
         assert torch.equal(x, y), name
 
 
-def test_a_batch_larger_than_the_labels_is_clipped(small):
+def test_a_batch_larger_than_the_labels_is_clipped(small, monkeypatch):
+    """10 labelled images and a recipe batch of 256: every step trains on all 10 (a batch of 256 would leave
+    no whole batch to draw, and the run no step to take), with the learning rate scaled to the batch of 10."""
+    import simclr_helpers.runtime as runtime
+    from simclr_helpers.config import scaled_lr
+
     train, _ = small
     few = train.subset(torch.arange(10))
-    net = train_supervised(few, "imagenet", SupervisedRecipe(steps=2, batch_size=256), "cpu")
+    drawn, lrs = [], []
+    real_batches, real_step = runtime.shuffled_batches, runtime.backward_and_step
+
+    def batches(n, batch_size, generator, device=None):
+        for idx in real_batches(n, batch_size, generator, device):
+            drawn.append(sorted(idx.tolist()))
+            yield idx
+
+    def step(loss, optimizer, scaler=None):
+        lrs.append(optimizer.param_groups[0]["initial_lr"])  # the peak the schedule scales
+        real_step(loss, optimizer, scaler)
+
+    monkeypatch.setattr(runtime, "shuffled_batches", batches)
+    monkeypatch.setattr(runtime, "backward_and_step", step)
+    recipe = SupervisedRecipe(steps=3, batch_size=256)
+    net = train_supervised(few, "imagenet", recipe, "cpu")
+    assert drawn == [list(range(10))] * 3  # three steps, each on every labelled image once
+    assert lrs == [pytest.approx(scaled_lr(recipe.lr_per_256, 10))] * 3 and lrs[0] < recipe.lr_per_256 / 20
     assert net.fc.out_features == 10
