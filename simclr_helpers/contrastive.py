@@ -83,6 +83,14 @@ def uniformity(x: torch.Tensor, t: float = 2.0) -> float:
     return torch.pdist(x, p=2).pow(2).mul(-t).exp().mean().log().item()
 
 
+def mean_pair_distance(x: torch.Tensor) -> float:
+    """The mean of ||f(x) - f(y)||^2 over all pairs of distinct rows, on L2-normalised features: the scale that
+    ``alignment`` (alpha = 2) is small or large against. 0 when every feature is the same point; 2 for
+    orthogonal features."""
+    x = F.normalize(x.float(), dim=1)
+    return torch.pdist(x, p=2).pow(2).mean().item()
+
+
 @torch.no_grad()
 def two_view_outputs(net: nn.Module, images: torch.Tensor, seed: int = 0, stats: dict = NORMALIZE,
                      augment: AugmentConfig = CIFAR_AUGMENT,

@@ -11,6 +11,7 @@ from simclr_helpers.contrastive import (
     contrastive_top1,
     hard_negative_share,
     hardest_count,
+    mean_pair_distance,
     negative_similarities,
     positive_index,
     two_view_outputs,
@@ -108,6 +109,12 @@ def test_uniformity_of_known_configurations():
     square = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])
     expected = math.log((4 * math.exp(-4) + 2 * math.exp(-8)) / 6)  # 4 neighbours at 2, 2 opposites at 4
     assert uniformity(square) == pytest.approx(expected, rel=1e-5)
+
+
+def test_mean_pair_distance():
+    square = torch.tensor([[2.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -3.0]])  # normalised first
+    assert mean_pair_distance(square) == pytest.approx((4 * 2 + 2 * 4) / 6, rel=1e-5)
+    assert mean_pair_distance(torch.ones(5, 3)) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_spread_features_are_more_uniform_than_clustered_ones():
