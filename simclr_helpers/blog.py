@@ -2,7 +2,7 @@
 
 The course grew out of a blog post ("SimCLR with lightly"). Its way of doing things is
 kept here, with its real bugs fixed, so that the course can measure what its own fast
-path gains against it (``benchmark``, notebooks 02-04) and what the blog's choices cost:
+path gains against it (``lab.benchmark``, notebooks 02-04) and what the blog's choices cost:
 
 * views: lightly's ``SimCLRTransform`` on PIL images, one image at a time, in DataLoader
   workers (``blog_loader``); the blog used ``num_workers=8`` on whatever machine it ran;

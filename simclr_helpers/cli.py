@@ -4,6 +4,11 @@ The same functions the notebooks call; a long GPU run can start headless here
 and its checkpoint be opened by the notebooks. Errors a user can cause print one
 sentence on stderr and exit with status 2 (``predict`` exits 1 when only some
 images failed, after predicting the rest).
+
+The commands that measure and publish the course (``benchmark``, ``reproduce``, ``ablate``,
+``label-efficiency``, ``results``, ``gpu-check``) are thin: the work is the lab wing's
+(``simclr_helpers.lab``). Flags several commands take are declared once, as argparse parent
+parsers, and ``command_line`` rebuilds the command a recorded result came from.
 """
 
 from __future__ import annotations
@@ -131,13 +136,18 @@ def fraction(text: str) -> float:
     return value
 
 
+def _comma_text(values) -> str:
+    return ",".join(map(str, values))
+
+
 def comma_list(item):
-    """``"a,b,c"`` read with ``item`` for every element."""
+    """``"a,b,c"`` read with ``item`` for every element (``command_line`` writes it back the same way)."""
     def parse(text: str) -> tuple:
         parts = [part.strip() for part in text.split(",")]
         if not all(parts):
             raise argparse.ArgumentTypeError(f"{text!r}: give values separated by commas, without empty ones")
         return tuple(item(part) for part in parts)
+    parse.text = _comma_text
     return parse
 
 
@@ -149,8 +159,36 @@ def grid_item(text: str) -> tuple[float, tuple[int, ...]]:
     return fraction(share), comma_list(positive_int)(epochs)
 
 
+grid_item.text = lambda value: f"{value[0]}:{_comma_text(value[1])}"
+
+
 def _formatter(prog):
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _flags(*arguments: tuple[str, dict]) -> argparse.ArgumentParser:
+    """A parent parser: flags that several commands share, declared once (``parents=[...]`` of a command)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    for flag, options in arguments:
+        parent.add_argument(flag, **options)
+    return parent
+
+
+# The flags several commands share, as (flag, add_argument options).
+PROFILE = ("--profile", {"choices": list(PROFILES), "help": f"sizes of the run (default ${ENV_PROFILE} or smoke)"})
+STEM = ("--stem", {"choices": ["imagenet", "cifar"], "help": "override the profile's stem"})
+EPOCHS = ("--epochs", {"type": positive_int, "help": "override the profile's number of epochs"})
+LR = ("--lr-per-256", {"type": positive_float,
+                       "help": "override the SGD learning rate per 256 images (default 0.12: lightly's 0.06 per 128)"})
+DATA = ("--data", {"help": f"'bundled', or CIFAR-10 as an image folder or torchvision root (default ${ENV_DATA}, "
+                           "else the profile's: bundled for smoke)"})
+DEVICE = ("--device", {"help": "cpu, cuda, cuda:1 ... (default: cuda if available)"})
+JSON = ("--json", {"action": "store_true", "help": "print the result as JSON on stdout"})
+RECORD = ("--record", {"nargs": "?", "const": "", "metavar": "RESULTS_JSON",
+                       "help": "keep the result in the results file, where the README's tables and the notebooks "
+                               "read it (default simclr_helpers/assets/results.json)"})
+STORE = ("--store", {"metavar": "JSONL", "help": "where every finished run is kept as it ends; a re-run of the same "
+                                                 "budget skips those (default: one file under checkpoints/)"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,162 +197,172 @@ def build_parser() -> argparse.ArgumentParser:
         description="SimCLR, step by step: pretrain, evaluate and predict from the command line.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("pretrain", help="SimCLR pretraining (checkpoint every epoch, resumable)",
-                       epilog=EXAMPLES["pretrain"], formatter_class=_formatter)
-    p.add_argument("--profile", choices=list(PROFILES), help=f"sizes of the run (default ${ENV_PROFILE} or smoke)")
-    p.add_argument("--data", help=f"'bundled', an image folder (train/<class>/, test/<class>/), a torchvision "
-                                  f"CIFAR-10 root, or a folder of unlabelled photos (default ${ENV_DATA})")
-    p.add_argument("--download", action="store_true", help="download CIFAR-10 into --data with torchvision")
-    p.add_argument("--epochs", type=positive_int, help="override the profile's number of epochs")
-    p.add_argument("--lr-per-256", type=positive_float,
-                   help="override the SGD learning rate per 256 images (default 0.12: lightly's 0.06 per 128)")
-    p.add_argument("--batch-size", type=batch_size,
-                   help="override the profile's batch size (the global batch: torchrun's processes split it)")
-    p.add_argument("--stem", choices=["imagenet", "cifar"], help="override the profile's stem")
-    p.add_argument("--train-limit", type=positive_int, help="use at most N training images (class-balanced)")
-    p.add_argument("--out", help=f"output folder (default ${ENV_CHECKPOINTS}/<profile>, else checkpoints/<profile>)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from OUT/last.pt at the next epoch, with the epochs, batch, stem, learning rate "
-                        "and data its record holds (a larger --epochs extends it)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the run OUT already holds (without it, a folder with a run is refused)")
-    p.add_argument("--pipeline", choices=["fast", "blog"], default="fast",
-                   help="fast: data on the device + batched views (default); blog: the blog post's PIL + DataLoader")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--no-amp", action="store_true", help="fp32 even on a GPU")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=None,
-                   help="under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm); default on "
-                        "with GPUs, off on CPUs, where torch does not support it")
-    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    def command(name: str, help: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        """A command whose flags are ``parents``' in order: its own flags sit in a parent too, so that the shared
+        ones (device, printing, recording) come last in ``--help`` and in the commands ``command_line`` writes."""
+        return sub.add_parser(name, help=help, epilog=EXAMPLES[name], formatter_class=_formatter, parents=parents)
 
-    e = sub.add_parser("evaluate", help="kNN or linear-probe accuracy of a pretrained backbone",
-                       epilog=EXAMPLES["evaluate"], formatter_class=_formatter)
-    e.add_argument("--checkpoint", required=True,
-                   help="a pretraining checkpoint (last.pt), or `reference` for the weights shipped with the course")
-    e.add_argument("--method", choices=["knn", "linear"], default="knn")
-    e.add_argument("--random-init", action="store_true", help="the same evaluation on a randomly initialised backbone")
-    e.add_argument("--data", help="labelled CIFAR-10, or 'bundled' (default: the data the checkpoint was trained "
-                                  "on; for `reference`, $SIMCLR_DATA or the download cache)")
-    e.add_argument("--out", help="where --method linear writes the classifier (default: beside the checkpoint; for "
-                        "`reference`, checkpoints/reference/)")
-    e.add_argument("--device")
-    e.add_argument("--json", action="store_true", help="print the result as JSON on stdout (default: one line)")
+    own = _flags(
+        ("--data", {"help": f"'bundled', an image folder (train/<class>/, test/<class>/), a torchvision CIFAR-10 "
+                            f"root, or a folder of unlabelled photos (default ${ENV_DATA})"}),
+        ("--download", {"action": "store_true", "help": "download CIFAR-10 into --data with torchvision"}),
+        ("--batch-size", {"type": batch_size, "help": "override the profile's batch size (the global batch: "
+                                                      "torchrun's processes split it)"}),
+        ("--train-limit", {"type": positive_int, "help": "use at most N training images (class-balanced)"}),
+        ("--out", {"help": f"output folder (default ${ENV_CHECKPOINTS}/<profile>, else checkpoints/<profile>)"}),
+        ("--resume", {"action": "store_true",
+                      "help": "continue from OUT/last.pt at the next epoch, with the epochs, batch, stem, learning "
+                              "rate and data its record holds (a larger --epochs extends it)"}),
+        ("--overwrite", {"action": "store_true",
+                         "help": "replace the run OUT already holds (without it, a folder with a run is refused)"}),
+        ("--pipeline", {"choices": ["fast", "blog"], "default": "fast",
+                        "help": "fast: data on the device + batched views (default); blog: the blog post's PIL + "
+                                "DataLoader"}),
+        ("--no-amp", {"action": "store_true", "help": "fp32 even on a GPU"}),
+        ("--compile", {"action": "store_true", "help": "torch.compile the model"}),
+        ("--sync-bn", {"action": argparse.BooleanOptionalAction, "default": None,
+                       "help": "under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm); default "
+                               "on with GPUs, off on CPUs, where torch does not support it"}))
+    command("pretrain", "SimCLR pretraining (checkpoint every epoch, resumable)",
+            _flags(PROFILE, STEM, EPOCHS, LR), own, _flags(DEVICE, JSON))
 
-    r = sub.add_parser("predict", help="classify image files with a classifier checkpoint",
-                       epilog=EXAMPLES["predict"], formatter_class=_formatter)
-    r.add_argument("--checkpoint", required=True,
-                   help="a classifier checkpoint (from evaluate --method linear), or `reference` for the shipped "
-                        "weights' probe")
-    r.add_argument("images", nargs="+", metavar="IMAGE")
-    r.add_argument("--top-k", type=positive_int, default=5)
-    r.add_argument("--device")
-    r.add_argument("--json", action="store_true")
+    own = _flags(
+        ("--checkpoint", {"required": True, "help": "a pretraining checkpoint (last.pt), or `reference` for the "
+                                                    "weights shipped with the course"}),
+        ("--method", {"choices": ["knn", "linear"], "default": "knn"}),
+        ("--random-init", {"action": "store_true",
+                           "help": "the same evaluation on a randomly initialised backbone"}),
+        ("--data", {"help": "labelled CIFAR-10, or 'bundled' (default: the data the checkpoint was trained on; for "
+                            "`reference`, $SIMCLR_DATA or the download cache)"}),
+        ("--out", {"help": "where --method linear writes the classifier (default: beside the checkpoint; for "
+                           "`reference`, checkpoints/reference/)"}))
+    command("evaluate", "kNN or linear-probe accuracy of a pretrained backbone", own, _flags(DEVICE, JSON))
 
-    m = sub.add_parser("benchmark", help="the blog's pipeline vs the fast path: augmentation and training throughput",
-                       epilog=EXAMPLES["benchmark"], formatter_class=_formatter)
-    m.add_argument("--data", default="bundled", help="images to use (default: the bundled subset)")
-    m.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
-    m.add_argument("--batch-size", type=batch_size, default=256)
-    m.add_argument("--stem", choices=["imagenet", "cifar"], default="imagenet")
-    m.add_argument("--steps", type=positive_int, default=5, help="timed training steps per repeat")
-    m.add_argument("--repeats", type=positive_int, default=3,
-                   help="training repeats (alternating the blog's and the fast pipeline); the median is reported")
-    m.add_argument("--workers", type=non_negative_int,
-                   help="DataLoader workers of the blog's pipeline (default: one per CPU; the blog used 8)")
-    m.add_argument("--compile", action="store_true", help="torch.compile the model on the fast path")
-    m.add_argument("--sweep", metavar="BATCHES", type=comma_list(batch_size),
-                   help="fast path only: training throughput at these batch sizes (e.g. 64,128,256,512), taking "
-                        "turns, medians; with --compile each also compiled; --record keeps it")
-    m.add_argument("--json", action="store_true", help="print the figures as JSON")
-    m.add_argument("--record", nargs="?", const="", metavar="RESULTS_JSON",
-                   help="store the run for the README's speed table (default simclr_helpers/assets/results.json)")
+    own = _flags(
+        ("--checkpoint", {"required": True, "help": "a classifier checkpoint (from evaluate --method linear), or "
+                                                    "`reference` for the shipped weights' probe"}),
+        ("images", {"nargs": "+", "metavar": "IMAGE"}),
+        ("--top-k", {"type": positive_int, "default": 5}))
+    command("predict", "classify image files with a classifier checkpoint", own, _flags(DEVICE, JSON))
 
-    r = sub.add_parser("reproduce", help="one row of the results table: pretrain (or resume), then measure it all",
-                       epilog=EXAMPLES["reproduce"], formatter_class=_formatter)
-    r.add_argument("--profile", choices=list(PROFILES), help=f"sizes of the run (default ${ENV_PROFILE} or smoke)")
-    r.add_argument("--stem", choices=["imagenet", "cifar"], help="override the profile's stem")
-    r.add_argument("--epochs", type=positive_int, help="override the profile's number of epochs")
-    r.add_argument("--lr-per-256", type=positive_float,
-                   help="override the SGD learning rate per 256 images (default 0.12: lightly's 0.06 per 128)")
-    r.add_argument("--data", help="'bundled', or CIFAR-10 as an image folder or torchvision root")
-    r.add_argument("--out", help="checkpoint folder (default checkpoints/<row id>)")
-    r.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
-    r.add_argument("--no-supervised", action="store_true",
-                   help="skip the supervised from-scratch baselines (the longest part on a CPU)")
-    r.add_argument("--probe-epochs", type=non_negative_int, default=10,
-                   help="epochs of the cached-probe vs blog's-way timing (0 skips it)")
-    r.add_argument("--supervised-steps", type=positive_int,
-                   help="optimiser steps of each supervised baseline (default: as many as the pretraining took)")
-    r.add_argument("--record", nargs="?", const="", metavar="RESULTS_JSON",
-                   help="store the row (default simclr_helpers/assets/results.json)")
+    # The lab's commands: they measure the course and publish what they measured (simclr_helpers.lab).
+    own = _flags(
+        ("--data", {"default": "bundled", "help": "images to use (default: the bundled subset)"}),
+        ("--batch-size", {"type": batch_size, "default": 256}),
+        ("--stem", {"choices": ["imagenet", "cifar"], "default": "imagenet"}),
+        ("--steps", {"type": positive_int, "default": 5, "help": "timed training steps per repeat"}),
+        ("--repeats", {"type": positive_int, "default": 3, "help": "training repeats (alternating the blog's and "
+                                                                   "the fast pipeline); the median is reported"}),
+        ("--workers", {"type": non_negative_int,
+                       "help": "DataLoader workers of the blog's pipeline (default: one per CPU; the blog used 8)"}),
+        ("--compile", {"action": "store_true", "help": "torch.compile the model on the fast path"}),
+        ("--sweep", {"metavar": "BATCHES", "type": comma_list(batch_size),
+                     "help": "fast path only: training throughput at these batch sizes (e.g. 64,128,256,512), "
+                             "taking turns, medians; with --compile each also compiled; --record keeps it"}))
+    command("benchmark", "the blog's pipeline vs the fast path: augmentation and training throughput",
+            own, _flags(DEVICE, JSON, RECORD))
 
-    a = sub.add_parser("ablate", help="what each piece of the recipe is worth: kNN top-1 of variants, several seeds",
-                       epilog=EXAMPLES["ablate"], formatter_class=_formatter)
-    a.add_argument("--profile", choices=list(PROFILES), default="smoke", help="the budget of every run (default smoke)")
-    a.add_argument("--data", help="'bundled' (default for smoke), or CIFAR-10 as an image folder or torchvision root")
-    a.add_argument("--epochs", type=positive_int, help="epochs of every run (default 4)")
-    a.add_argument("--seeds", type=positive_int, help="runs per variant, seeds 0, 1, ... (default 3)")
-    a.add_argument("--variants", help="comma-separated variants (default: all; see below)")
-    a.add_argument("--batch-size", type=batch_size, help="override the profile's batch size")
-    a.add_argument("--train-limit", type=positive_int, help="use at most N labelled training images (class-balanced)")
-    a.add_argument("--device", help="cpu, cuda ... (default: cuda if available)")
-    a.add_argument("--store", metavar="JSONL",
-                   help="where every finished run is kept as it ends; a re-run with the same budget skips those "
-                        "(default checkpoints/ablations/<budget>.jsonl)")
-    a.add_argument("--json", action="store_true", help="print the result as JSON")
-    a.add_argument("--record", nargs="?", const="", metavar="RESULTS_JSON",
-                   help="store it under 'ablations' (default simclr_helpers/assets/results.json)")
+    own = _flags(
+        ("--out", {"help": "checkpoint folder (default checkpoints/<row id>)"}),
+        ("--no-supervised", {"action": "store_true",
+                             "help": "skip the supervised from-scratch baselines (the longest part on a CPU)"}),
+        ("--supervised-steps", {"type": positive_int, "help": "optimiser steps of each supervised baseline "
+                                                              "(default: as many as the pretraining took)"}),
+        ("--probe-epochs", {"type": non_negative_int, "default": 10,
+                            "help": "epochs of the cached-probe vs blog's-way timing (0 skips it)"}))
+    command("reproduce", "one row of the results table: pretrain (or resume), then measure it all",
+            _flags(PROFILE, STEM, EPOCHS, LR, DATA), own, _flags(DEVICE, RECORD))
 
-    le = sub.add_parser("label-efficiency", help="probe, from-scratch and fine-tuned curves over label fractions",
-                        epilog=EXAMPLES["label-efficiency"], formatter_class=_formatter)
-    le.add_argument("--checkpoint", required=True, help="a pretraining checkpoint (last.pt), or `reference`")
-    le.add_argument("--data", help="labelled CIFAR-10 (default: the data the checkpoint was trained on)")
-    le.add_argument("--fractions", type=comma_list(fraction), default=(0.01, 0.1, 1.0),
-                    help="label fractions, each in (0, 1] (default 0.01,0.1,1.0)")
-    le.add_argument("--grid", action="append", type=grid_item, metavar="FRACTION:EPOCHS,...",
-                    help="epoch budgets tried for one fraction (default 0.01:100,200,400 0.1:25,50,100 1.0:6,12,24)")
-    le.add_argument("--methods", default=",".join(("probe-simclr", "probe-random", "scratch", "finetune")),
-                    help="which curves (default all four)")
-    le.add_argument("--store", metavar="JSONL", help="where every finished run is kept as it ends")
-    le.add_argument("--device")
-    le.add_argument("--record", nargs="?", const="", metavar="RESULTS_JSON",
-                    help="store the summary under 'label_efficiency' (default simclr_helpers/assets/results.json)")
+    own = _flags(
+        ("--profile", {"choices": list(PROFILES), "default": "smoke", "help": "the budget of every run (default "
+                                                                               "smoke)"}),
+        ("--epochs", {"type": positive_int, "help": "epochs of every run (default 4)"}),
+        ("--seeds", {"type": positive_int, "help": "runs per variant, seeds 0, 1, ... (default 3)"}),
+        ("--batch-size", {"type": batch_size, "help": "override the profile's batch size"}),
+        ("--train-limit", {"type": positive_int,
+                           "help": "use at most N labelled training images (class-balanced)"}),
+        ("--variants", {"help": "comma-separated variants (default: all; see below)"}))
+    command("ablate", "what each piece of the recipe is worth: kNN top-1 of variants, several seeds",
+            own, _flags(DATA, DEVICE, STORE, JSON, RECORD))
 
-    t = sub.add_parser("results", help="print the results tables, or check/update the README's copy",
-                       epilog=EXAMPLES["results"], formatter_class=_formatter)
+    own = _flags(
+        ("--checkpoint", {"required": True, "help": "a pretraining checkpoint (last.pt), or `reference`"}),
+        ("--data", {"help": "labelled CIFAR-10 (default: the data the checkpoint was trained on)"}),
+        ("--fractions", {"type": comma_list(fraction), "default": (0.01, 0.1, 1.0),
+                         "help": "label fractions, each in (0, 1] (default 0.01,0.1,1.0)"}),
+        ("--methods", {"default": ",".join(("probe-simclr", "probe-random", "scratch", "finetune")),
+                       "help": "which curves (default all four)"}),
+        ("--grid", {"action": "append", "type": grid_item, "metavar": "FRACTION:EPOCHS,...",
+                    "help": "epoch budgets tried for one fraction (default 0.01:100,200,400 0.1:25,50,100 "
+                            "1.0:6,12,24)"}))
+    command("label-efficiency", "probe, from-scratch and fine-tuned curves over label fractions",
+            own, _flags(STORE, DEVICE, RECORD))
+
+    t = command("results", "print the results tables, or check/update the README's copy")
     t.add_argument("--file", help="results JSON (default simclr_helpers/assets/results.json)")
     group = t.add_mutually_exclusive_group()
     group.add_argument("--check", metavar="README", help="exit 1 if the README's tables differ from the file")
     group.add_argument("--write", metavar="README", help="replace the README's tables with the file's")
 
-    b = sub.add_parser("build-subset", help="rebuild the bundled offline CIFAR-10 subset",
-                       epilog=EXAMPLES["build-subset"], formatter_class=_formatter)
+    b = command("build-subset", "rebuild the bundled offline CIFAR-10 subset")
     b.add_argument("--source", required=True, help="CIFAR-10 image folder (train/<class>/, test/<class>/)")
     b.add_argument("--out", help="output zip (default: the package's assets/cifar10_subset.zip)")
     b.add_argument("--train-per-class", type=positive_int, default=300)
     b.add_argument("--test-per-class", type=positive_int, default=100)
     b.add_argument("--seed", type=non_negative_int, default=0)
 
-    x = sub.add_parser("export-reference", help="make a run and its linear probe the shipped reference weights",
-                       epilog=EXAMPLES["export-reference"], formatter_class=_formatter)
+    x = command("export-reference", "make a run and its linear probe the shipped reference weights")
     x.add_argument("--run", required=True, help="a run folder with last.pt and classifier.pt")
     x.add_argument("--out", help="output file (default: the package's reference weights file)")
     x.add_argument("--data", help="CIFAR-10: measure kNN and probe top-1 with the fp32 run and the fp16 file")
 
-    g = sub.add_parser("gpu-check", help="what to run first on a GPU: benchmark, short colab pretraining, kNN (JSON)",
-                       epilog=EXAMPLES["gpu-check"], formatter_class=_formatter)
+    g = command("gpu-check", "what to run first on a GPU: benchmark, short colab pretraining, kNN (JSON)")
     g.add_argument("--data", help=f"CIFAR-10 (default ${ENV_DATA}, else the download cache, else a download, "
                                   "else the bundled subset)")
     g.add_argument("--device", default="cuda", help="the GPU to check (default cuda)")
     g.add_argument("--minutes", type=positive_float, default=8.0,
                    help="time budget; stages that do not fit are skipped")
 
-    w = sub.add_parser("set-repository", help="point the Colab badges and install cells at a fork (OWNER/NAME)",
-                       epilog=EXAMPLES["set-repository"], formatter_class=_formatter)
+    w = command("set-repository", "point the Colab badges and install cells at a fork (OWNER/NAME)")
     w.add_argument("repository", metavar="OWNER/NAME")
     w.add_argument("--root", help="the course's folder (default: the one this runs in)")
     return parser
+
+
+# What a recorded command leaves out: where it ran and where it kept things, not what it measured.
+UNRECORDED = ("device", "json", "store", "out")
+
+
+def command_line(parser: argparse.ArgumentParser, args: argparse.Namespace, hide=UNRECORDED, **shown) -> str:
+    """The command that made a recorded result, rebuilt from argparse's own parsed values: ``python -m
+    simclr_helpers COMMAND`` and every flag whose value differs from its default, in the order ``--help`` lists
+    them, each written back the way its type reads it (a comma list, a ``--grid`` item, once per appended value).
+
+    ``hide``: flags (by ``dest``) that say where it ran, not what it measured. ``shown``: a value to write instead
+    of the parsed one (a placeholder such as ``CIFAR10_DIR`` for a path on one machine, or a value the command
+    resolved itself, such as the profile); None leaves the flag out. ``--record`` is written bare: its value
+    says where the result went, and the results file holds the row.
+    """
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    sub = commands.choices[args.command]
+    words = [sub.prog]
+    for action in sub._actions:
+        if not action.option_strings or action.dest in ("help", *hide):
+            continue
+        value = shown[action.dest] if action.dest in shown else getattr(args, action.dest)
+        if value is None or (action.dest not in shown and value == action.default):
+            continue
+        flag = action.option_strings[0]
+        text = getattr(action.type, "text", str)
+        if action.nargs == 0:  # a switch: --compile, or --sync-bn / --no-sync-bn
+            words.append(flag if value else action.option_strings[-1])
+        elif action.nargs == "?":  # --record [RESULTS_JSON]
+            words.append(flag)
+        elif isinstance(action, argparse._AppendAction):
+            words += [f"{flag} {text(item)}" for item in value]
+        else:
+            words.append(f"{flag} {text(value)}")
+    return " ".join(words)
 
 
 def _err(msg: str) -> None:
@@ -403,7 +451,7 @@ def cmd_export_reference(args) -> int:
     run, out = Path(args.run), Path(args.out) if args.out else REFERENCE_FILE
     info = export_reference(RunRecord.load(run / "last.pt"), ClassifierRecord.load(run / "classifier.pt"), out)
     if args.data:
-        from .runs import reference_precision
+        from .lab.reproduce import reference_precision
 
         info["precision"] = reference_precision(run, out, info["sha256"], args.data)
     print(json.dumps(info, indent=1))
@@ -420,72 +468,68 @@ def cmd_build_subset(args) -> int:
     return 0
 
 
+def _record(kind: str, result: dict, args) -> None:
+    """``--record [RESULTS_JSON]``: keep ``result`` in the results file, and say where."""
+    from .lab.results import record_result
+
+    if args.record is not None:
+        _log(f"recorded in {record_result(kind, result, args.record)}")
+
+
+def _data_shown(bundled: bool, given) -> str | None:
+    """``--data`` as a recorded command shows it: a placeholder for CIFAR-10 on the machine that ran it (given or
+    found through the profile and $SIMCLR_DATA), ``bundled`` where it was named, nothing where it was the default."""
+    return ("bundled" if given else None) if bundled else "CIFAR10_DIR"
+
+
 def cmd_benchmark(args) -> int:
-    from .benchmark import format_table, run_benchmark
     from .data import load_cifar10
+    from .lab.benchmark import format_sweep, format_table, run_benchmark, training_sweep
+    from .lab.results import stamp
+    from .runtime import pick_device
 
     images = load_cifar10(args.data).train.images
     if args.sweep:
-        return _benchmark_sweep(args, images)
-    result = run_benchmark(images, args.device, args.batch_size, args.stem, args.steps, args.repeats,
-                           args.compile, log=_log, workers=args.workers)
-    print(json.dumps(result, indent=1) if args.json else format_table(result))
+        result = training_sweep(images, args.device, args.sweep, args.stem, args.steps, args.repeats, args.compile,
+                                log=_log)
+    else:
+        result = run_benchmark(images, args.device, args.batch_size, args.stem, args.steps, args.repeats,
+                               args.compile, log=_log, workers=args.workers)
+    print(json.dumps(result, indent=1) if args.json else (format_sweep if args.sweep else format_table)(result))
     if args.record is not None:
-        import time
-
-        from .results import RESULTS_FILE, hardware, record_benchmark
-        from .runtime import pick_device
-
-        result = {**result, "hardware": hardware(pick_device(args.device)), "date": time.strftime("%Y-%m-%d")}
-        _log(f"recorded in {record_benchmark(result, Path(args.record) if args.record else RESULTS_FILE)}")
-    return 0
-
-
-def _benchmark_sweep(args, images) -> int:
-    from .benchmark import format_sweep, training_sweep
-
-    result = training_sweep(images, args.device, args.sweep, args.stem, args.steps, args.repeats, args.compile,
-                            log=_log)
-    print(json.dumps(result, indent=1) if args.json else format_sweep(result))
-    if args.record is not None:
-        import time
-
-        from .results import RESULTS_FILE, hardware, record_sweep
-        from .runtime import pick_device
-
-        result = {**result, "hardware": hardware(pick_device(args.device)), "date": time.strftime("%Y-%m-%d")}
-        _log(f"recorded in {record_sweep(result, Path(args.record) if args.record else RESULTS_FILE)}")
+        result = {**result, **stamp(pick_device(args.device)),
+                  "command": command_line(build_parser(), args, data=_data_shown(args.data == "bundled", False))}
+        _record("sweep" if args.sweep else "benchmark", result, args)
     return 0
 
 
 def cmd_reproduce(args) -> int:
     from .config import get_profile
-    from .results import RESULTS_FILE, record
-    from .runs import run_reproduce
+    from .data import DataSpec
+    from .lab.reproduce import run_reproduce
 
     profile = get_profile(args.profile).with_overrides(stem=args.stem, epochs=args.epochs, lr_per_256=args.lr_per_256)
     row = run_reproduce(profile, args.data, args.out, args.device, supervised=not args.no_supervised,
                         probe_epochs=args.probe_epochs, log=_log, supervised_steps=args.supervised_steps)
+    row["command"] = command_line(build_parser(), args, profile=profile.name,
+                                  data=_data_shown(row["data"] == DataSpec("bundled").describe(), args.data))
     print(json.dumps(row, indent=1))
-    if args.record is not None:
-        _log(f"recorded in {record(row, Path(args.record) if args.record else RESULTS_FILE)}")
+    _record("row", row, args)
     return 0
 
 
 def cmd_ablate(args) -> int:
-    from .ablations import (
+    from .config import get_profile
+    from .lab.ablations import (
         DEFAULT_EPOCHS,
         DEFAULT_SEEDS,
-        GROUPS,
         VARIANTS,
-        comparisons,
         default_store,
+        format_result,
         parse_variants,
         run_ablation,
     )
-    from .config import get_profile
     from .runs import load_pretrain_data
-    from .stats import seed_interval
 
     epochs = DEFAULT_EPOCHS if args.epochs is None else args.epochs
     seeds = DEFAULT_SEEDS if args.seeds is None else args.seeds
@@ -496,80 +540,41 @@ def cmd_ablate(args) -> int:
     _log(f"ablation: {len(keys)} variant(s) x {seeds} seed(s), {epochs} epoch(s) each, batch {profile.batch_size}")
     store = Path(args.store) if args.store else default_store(profile, len(data["train"]))
     result = run_ablation(profile, data, keys, seeds, args.device, log=_log, store=store)
-    command = "python -m simclr_helpers ablate"
-    for flag, value, default in (("--profile", args.profile, "smoke"), ("--epochs", epochs, DEFAULT_EPOCHS),
-                                 ("--seeds", seeds, DEFAULT_SEEDS), ("--batch-size", args.batch_size, None),
-                                 ("--train-limit", args.train_limit, None)):
-        if value != default:
-            command += f" {flag} {value}"
-    if data["spec"].kind != "bundled":
-        command += " --data CIFAR10_DIR"
-    if keys != list(VARIANTS):
-        command += f" --variants {','.join(keys)}"
-    result["command"] = command + " --record"
-    if args.json:
-        print(json.dumps(result, indent=1))
-    else:
-        for row in result["variants"]:
-            s = seed_interval(row["knn"])
-            interval = f" [{100 * s['low']:.1f}, {100 * s['high']:.1f}]" if s["low"] is not None else ""
-            print(f"{row['key']:<15} kNN top-1 {100 * s['mean']:.1f}%{interval}  ({row['description']})")
-        s = seed_interval(result["random_init"]["knn"])
-        print(f"{'random init':<15} kNN top-1 {100 * s['mean']:.1f}%")
-        if seeds > 1:
-            for group in GROUPS:
-                for comparison in comparisons(result, group, random_init=group == "augmentation"):
-                    print(f"{group}: {comparison}")
-    if args.record is not None:
-        from .results import RESULTS_FILE, record_ablations
-
-        _log(f"recorded in {record_ablations(result, Path(args.record) if args.record else RESULTS_FILE)}")
+    result["command"] = command_line(build_parser(), args, variants=None if keys == list(VARIANTS) else ",".join(keys),
+                                     data=_data_shown(data["spec"].kind == "bundled", args.data))
+    print(json.dumps(result, indent=1) if args.json else format_result(result))
+    _record("ablations", result, args)
     return 0
 
 
 def cmd_label_efficiency(args) -> int:
     from .checkpoints import RunRecord, is_reference
     from .config import default_checkpoint_dir
-    from .label_efficiency import FRACTIONS, LABELS, METHODS, run_label_efficiency
+    from .lab.label_efficiency import METHODS, format_result, run_label_efficiency
+    from .lab.results import stamp
     from .runs import run_splits
+    from .runtime import pick_device
 
-    fractions, grid = args.fractions, dict(args.grid or [])
     methods = tuple(m.strip() for m in args.methods.split(","))
     if unknown := [m for m in methods if m not in METHODS]:
         raise SimclrError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    record = RunRecord.load(args.checkpoint)
-    _, splits = run_splits(record, args.data)
+    _, splits = run_splits(RunRecord.load(args.checkpoint), args.data)
     name = "reference" if is_reference(args.checkpoint) else Path(args.checkpoint).parent.name
     store = Path(args.store) if args.store else default_checkpoint_dir() / "label-efficiency" / f"{name}.jsonl"
-    result = run_label_efficiency(args.checkpoint, splits, fractions, grid or None, store, args.device,
-                                  methods, log=_log)
-    for share, cell in result["fractions"].items():
-        for method, row in cell.items():
-            print(f"{float(share):>5.0%} of the labels, {LABELS[method]}: test top-1 {row['test_top1']:.1%} "
-                  f"({row['epochs']} epochs; validation by budget: {row['grid']})")
+    result = run_label_efficiency(args.checkpoint, splits, args.fractions, dict(args.grid or []) or None, store,
+                                  args.device, methods, log=_log)
+    print(format_result(result), end="")
     if args.record is not None:
-        import time
-
-        from .results import RESULTS_FILE, hardware, record_label_efficiency
-        from .runtime import pick_device
-
-        command = "python -m simclr_helpers label-efficiency --checkpoint " + (
-            "reference" if is_reference(args.checkpoint) else "RUN/last.pt")
-        if args.data:
-            command += " --data CIFAR10_DIR"
-        if fractions != FRACTIONS:
-            command += f" --fractions {','.join(map(str, fractions))}"
-        if args.methods != ",".join(METHODS):
-            command += f" --methods {args.methods}"
-        command += "".join(f" --grid {f}:{','.join(map(str, epochs))}" for f, epochs in args.grid or [])
-        result.update({"hardware": hardware(pick_device(args.device)), "date": time.strftime("%Y-%m-%d"),
-                       "data": splits.train.source.split("/")[0], "command": command + " --record"})
-        _log(f"recorded in {record_label_efficiency(result, Path(args.record) if args.record else RESULTS_FILE)}")
+        result.update({**stamp(pick_device(args.device)), "data": splits.train.source.split("/")[0],
+                       "command": command_line(build_parser(), args, data="CIFAR10_DIR" if args.data else None,
+                                               checkpoint="reference" if is_reference(args.checkpoint)
+                                               else "RUN/last.pt")})
+        _record("label_efficiency", result, args)
     return 0
 
 
 def cmd_results(args) -> int:
-    from .results import RESULTS_FILE, check_readme, load, markdown_tables, write_readme
+    from .lab.results import RESULTS_FILE, check_readme, load, markdown_tables, write_readme
 
     # A missing or unreadable results file is one sentence (exit 2): never an empty table, never a README
     # whose tables were replaced by nothing.
@@ -588,7 +593,7 @@ def cmd_results(args) -> int:
 
 
 def cmd_gpu_check(args) -> int:
-    from .gpucheck import gpu_check
+    from .lab.gpucheck import gpu_check
 
     result = gpu_check(args.data, args.device, budget_s=args.minutes * 60, log=_log)
     print(json.dumps(result, indent=1))

@@ -105,7 +105,7 @@ class Profile:
 # its first epoch, and `python -m simclr_helpers gpu-check` measures it on any GPU):
 #
 # * Work: one step of the CIFAR-stem ResNet-18 costs 6.66 GFLOP per image (two views,
-#   forward + backward; `benchmark.step_flops_per_image("cifar")` counts it), so an epoch of
+#   forward + backward; `lab.benchmark.step_flops_per_image("cifar")` counts it), so an epoch of
 #   45,000 pretraining images is 45,000 x 6.66 GFLOP = 300 TFLOP.
 # * Rate: a T4 peaks at about 65 TFLOP/s in fp16 on its tensor cores; ResNet-18 training
 #   reaches maybe 25-35% of that (small 32x32 feature maps, BatchNorm and ReLU are memory-bound,

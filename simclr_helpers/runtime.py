@@ -1,7 +1,7 @@
 """Runtime helpers every training and measuring module needs: device, seeds, precision, CPUs, steps.
 
 A leaf module: it imports nothing else of the package, so ``train``, ``supervised``,
-``benchmark``, ``distributed``, ``notebook`` and ``results`` can all stand on it without
+``distributed``, ``notebook`` and the lab wing (``lab.benchmark``, ``lab.results``) can all stand on it without
 importing the training loop for a helper.
 """
 

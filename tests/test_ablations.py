@@ -7,10 +7,10 @@ import sys
 import pytest
 import torch
 
-from simclr_helpers import ablations, results
 from simclr_helpers.checkpoints import RunRecord
 from simclr_helpers.config import get_profile
 from simclr_helpers.errors import SimclrError
+from simclr_helpers.lab import ablations, results
 
 
 @pytest.fixture(scope="module")
@@ -112,15 +112,15 @@ def test_results_file_and_readme_block(tmp_path):
     path.write_text(json.dumps({"rows": []}))
     assert results.load(path)["ablations"] is None
     assert "Not measured yet" in results.ablation_table(None)
-    results.record_ablations(_fake_result(), path)
+    results.record_result("ablations", _fake_result(), path)
     # the same budget again: its variants are added, a variant measured again is replaced
     again = _fake_result(variants=[("no-crop", [0.2, 0.2, 0.2]), ("no-grey", [0.33, 0.34, 0.35])])
-    results.record_ablations(again, path)
+    results.record_result("ablations", again, path)
     stored = results.load(path)["ablations"]
     assert [v["key"] for v in stored["variants"]] == ["full", "tau-0.1", "blog-optimizer", "no-crop", "no-grey"]
     assert stored["variants"][3]["knn"] == [0.2, 0.2, 0.2]
     # another budget replaces the whole entry
-    results.record_ablations({**_fake_result(variants=[("full", [0.4, 0.4, 0.4])]), "epochs": 8}, path)
+    results.record_result("ablations", {**_fake_result(variants=[("full", [0.4, 0.4, 0.4])]), "epochs": 8}, path)
     assert [v["key"] for v in results.load(path)["ablations"]["variants"]] == ["full"]
     assert results.load(path)["rows"] == []  # nothing else of the file is touched
     table = results.ablation_table(_fake_result())

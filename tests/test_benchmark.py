@@ -1,6 +1,6 @@
 import pytest
 
-from simclr_helpers.benchmark import format_table, run_benchmark
+from simclr_helpers.lab.benchmark import format_table, run_benchmark
 
 
 def test_benchmark_measures_both_pipelines(bundled):
@@ -22,7 +22,7 @@ def test_benchmark_measures_both_pipelines(bundled):
 
 
 def test_sweep_measures_each_batch_and_counts_flops(bundled):
-    from simclr_helpers.benchmark import format_sweep, step_flops_per_image, training_sweep
+    from simclr_helpers.lab.benchmark import format_sweep, step_flops_per_image, training_sweep
 
     r = training_sweep(bundled.train.images[:128], device="cpu", batch_sizes=(16, 32), steps=1, repeats=2, log=None)
     assert [row["batch_size"] for row in r["rows"]] == [16, 32]

@@ -179,3 +179,52 @@ def test_resume_continues_the_run_as_its_record_says(tmp_path, capsys):
     assert main(["reproduce", "--out", str(out), "--lr-per-256", "0.3", "--no-supervised", "--probe-epochs", "0"]) == 2
     assert "was started with --lr-per-256 0.12, not --lr-per-256 0.3" in capsys.readouterr().err
     assert (out / "last.pt").read_bytes() == kept
+
+
+def test_command_line_rebuilds_every_recorded_command_from_argparse():
+    """The command a results file records is rebuilt from argparse's parsed values (``cli.command_line``):
+    every command recorded so far parses back into itself, and flags at their defaults, a comma list, an
+    appended ``--grid``, a switch and ``--record PATH`` are written the way a user types them."""
+    import shlex
+
+    from simclr_helpers.cli import build_parser, command_line
+    from simclr_helpers.lab.results import load
+
+    parser = build_parser()
+    stored = load()
+    recorded = [r["command"] for r in stored["rows"] if r.get("command")]
+    recorded += [part["command"] for part in (stored["ablations"], stored.get("label_efficiency")) if part]
+    assert any(" ablate " in c for c in recorded) and any(" reproduce " in c for c in recorded)
+    for command in recorded:
+        assert command_line(parser, parser.parse_args(shlex.split(command)[3:])) == command
+    args = parser.parse_args(["label-efficiency", "--checkpoint", "/some/run/last.pt", "--fractions", "0.1, 1.0",
+                              "--grid", "0.1:2,4", "--grid", "1.0:1", "--device", "cpu", "--record", "/tmp/r.json"])
+    assert command_line(parser, args, checkpoint="RUN/last.pt") == (
+        "python -m simclr_helpers label-efficiency --checkpoint RUN/last.pt --fractions 0.1,1.0 --grid 0.1:2,4 "
+        "--grid 1.0:1 --record")
+    args = parser.parse_args(["ablate", "--profile", "smoke", "--epochs", "2", "--data", "/data/cifar", "--json"])
+    assert command_line(parser, args, data="CIFAR10_DIR") == (
+        "python -m simclr_helpers ablate --epochs 2 --data CIFAR10_DIR")
+    args = parser.parse_args(["benchmark", "--sweep", "64,128", "--compile", "--record"])
+    assert command_line(parser, args) == "python -m simclr_helpers benchmark --compile --sweep 64,128 --record"
+
+
+def test_reproduce_records_the_command_that_made_its_row(monkeypatch, tmp_path, capsys):
+    """``reproduce --record`` writes the row with its command (the profile always named, a CIFAR-10 path as a
+    placeholder, the output folder and device left out) through the one ``record_result``."""
+    from simclr_helpers.lab import reproduce
+    from simclr_helpers.lab.results import load
+
+    def fake(profile, data, *args, **kwargs):
+        return {"id": f"{profile.name}-{profile.stem}-3ep-cifar10", "profile": profile.name, "stem": profile.stem,
+                "data": "CIFAR-10 (full, image folder)"}
+
+    monkeypatch.setattr(reproduce, "run_reproduce", fake)
+    monkeypatch.delenv("SIMCLR_PROFILE", raising=False)
+    results = tmp_path / "results.json"
+    assert main(["reproduce", "--stem", "cifar", "--epochs", "3", "--data", str(tmp_path), "--out", str(tmp_path),
+                 "--device", "cpu", "--no-supervised", "--probe-epochs", "0", "--record", str(results)]) == 0
+    command = ("python -m simclr_helpers reproduce --profile smoke --stem cifar --epochs 3 --data CIFAR10_DIR "
+               "--no-supervised --probe-epochs 0 --record")
+    assert json.loads(capsys.readouterr().out)["command"] == command
+    assert load(results)["rows"][0]["command"] == command

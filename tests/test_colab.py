@@ -129,7 +129,7 @@ def test_colab_profile_full_cifar10_cifar_stem_sized_for_20_to_25_minutes():
 def test_colab_estimate_follows_from_the_counted_flops():
     """The calculation written down in config.py: 45,000 images x the counted FLOPs at 30% of a T4's 65 TFLOP/s,
     plus 2.3 s of augmentation, monitor and checkpoint per epoch."""
-    from simclr_helpers.benchmark import step_flops_per_image
+    from simclr_helpers.lab.benchmark import step_flops_per_image
 
     flops = step_flops_per_image("cifar", batch_size=2)
     assert flops / 1e9 == pytest.approx(6.66, rel=0.01)

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from simclr_helpers import gpucheck
+from simclr_helpers.lab import gpucheck
 from simclr_helpers.runtime import Precision, pick_precision
 
 PACKAGE = Path(__file__).resolve().parents[1] / "simclr_helpers"
@@ -125,7 +125,7 @@ def test_gpu_check_on_a_cpu_is_one_sentence_and_status_2(monkeypatch, capsys):
 @pytest.fixture
 def faked_stages(monkeypatch, bundled):
     """gpu-check on a faked T4 with every measuring stage replaced by a recorder."""
-    from simclr_helpers import benchmark
+    from simclr_helpers.lab import benchmark
 
     fake_capability(monkeypatch, (7, 5), 15.8, "Tesla T4")
     calls = []
@@ -164,7 +164,7 @@ def test_gpu_check_runs_every_stage_when_there_is_time(faked_stages, monkeypatch
 
 
 def test_gpu_check_skips_what_does_not_fit_and_goes_on_after_a_failure(faked_stages, monkeypatch):
-    from simclr_helpers import benchmark
+    from simclr_helpers.lab import benchmark
 
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA error: out of memory\nmore")
@@ -180,8 +180,8 @@ def test_gpu_check_skips_what_does_not_fit_and_goes_on_after_a_failure(faked_sta
 
 
 def test_gpu_check_command_exits_1_when_a_stage_failed(faked_stages, monkeypatch, capsys):
-    from simclr_helpers import benchmark
     from simclr_helpers.cli import main
+    from simclr_helpers.lab import benchmark
 
     monkeypatch.setattr(benchmark, "training_sweep", lambda *a, **k: 1 / 0)
     assert main(["gpu-check", "--minutes", "2"]) == 1

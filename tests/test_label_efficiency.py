@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from simclr_helpers import label_efficiency as le
 from simclr_helpers.data import CIFARSplits
+from simclr_helpers.lab import label_efficiency as le
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_finetuning_starts_from_the_pretrained_backbone(tiny_run, small_splits, 
 
 def test_the_command_records_its_summary_and_refuses_bad_arguments(tiny_run, tmp_path, capsys):
     from simclr_helpers.cli import main
-    from simclr_helpers.results import load
+    from simclr_helpers.lab.results import load
 
     results = tmp_path / "results.json"
     args = ["label-efficiency", "--checkpoint", str(tiny_run.checkpoint), "--fractions", "1.0",
@@ -116,7 +116,7 @@ def _summary(n=2000):
 
 
 def test_paired_comparisons_and_the_readme_table_read_the_stored_correctness():
-    from simclr_helpers.results import label_efficiency_table
+    from simclr_helpers.lab.results import label_efficiency_table
 
     summary = _summary()
     found = {(c.a, c.b): c for _, c in le.comparisons(summary)}
@@ -132,12 +132,12 @@ def test_paired_comparisons_and_the_readme_table_read_the_stored_correctness():
 
 
 def test_recorded_summary_is_found_only_for_its_checkpoint_and_test_set(tmp_path):
-    from simclr_helpers.results import record_label_efficiency, recorded_label_efficiency
+    from simclr_helpers.lab.results import record_result, recorded_label_efficiency
 
     path = tmp_path / "results.json"
     path.write_text(json.dumps({"rows": [], "benchmarks": [], "sweeps": []}))
     assert recorded_label_efficiency("reference", 2000, path) is None
-    record_label_efficiency(_summary(), path)
+    record_result("label_efficiency", _summary(), path)
     assert recorded_label_efficiency("reference", 2000, path)["n_pool"] == 45000
     assert recorded_label_efficiency("reference", 10_000, path) is None
     assert recorded_label_efficiency("checkpoints/smoke/last.pt", 2000, path) is None

@@ -1,6 +1,8 @@
 """The package's layering, documented as a test: leaf helpers below, the training loop in the middle,
-whole runs and the command line on top. A module that needs a small helper imports it from ``runtime``,
-never from ``train``; ``results`` does not depend on the training loop at all."""
+whole runs above it; the lab wing (``simclr_helpers.lab``: what measures and publishes the course) on top of
+the learner's package, and the command line over both. A module that needs a small helper imports it from
+``runtime``, never from ``train``; the learner's modules never import the lab; ``lab.results`` does not depend
+on the training loop at all."""
 
 import ast
 from pathlib import Path
@@ -10,34 +12,62 @@ PACKAGE = Path(__file__).resolve().parents[1] / "simclr_helpers"
 LOOP = {"pretrain", "train_one_epoch", "training_setup", "TrainingSetup",
         "FastBatches", "training_step", "make_optimizer", "make_scheduler", "knn_due",
         "load_simclr", "PretrainResult", "save_pretrain_checkpoint"}
-MAY_IMPORT_TRAIN = {"runs", "benchmark", "ablations", "label_efficiency", "cli"}  # whole runs and experiments, the CLI
+TOP = {"cli", "__main__"}  # the command line: the learner's commands and the lab's
 LEAVES = {"runtime", "errors", "config"}  # import nothing else of the package (config may name errors)
 
 
+def _name(path: Path) -> str:
+    """``lab.results`` for ``simclr_helpers/lab/results.py``; ``train`` for ``simclr_helpers/train.py``."""
+    return ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+
+
+MODULES = sorted(_name(p) for p in PACKAGE.rglob("*.py") if p.stem != "__init__")
+LAB = {m for m in MODULES if m.startswith("lab.")}
+CORE = set(MODULES) - LAB - TOP  # what a learner reads
+
+
 def imports(module: str) -> dict[str, set[str]]:
-    """``{imported package module: names}`` for every ``from .x import ...`` in ``module`` (functions included)."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    """``{imported package module: names}`` for every import of the package in ``module`` (functions included),
+    the module named from the package's root (``lab.results``, ``train``)."""
+    tree = ast.parse((PACKAGE / f"{module.replace('.', '/')}.py").read_text())
+    here = module.split(".")[:-1]  # the module's subpackage, from the package's root
     found: dict[str, set[str]] = {}
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("simclr_helpers")):
-            name = (node.module or "").removeprefix("simclr_helpers.") if node.level == 0 else (node.module or "")
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:
+            base = here[:len(here) - node.level + 1]
+            name = ".".join([*base, node.module] if node.module else base)
+        elif (node.module or "").startswith("simclr_helpers"):
+            name = node.module.removeprefix("simclr_helpers").lstrip(".")
+        else:
+            continue
+        if name in ("", "lab"):  # ``from . import x``, ``from .lab import x``: x is a module
+            for alias in node.names:
+                found.setdefault(f"{name}.{alias.name}".lstrip("."), set()).add(alias.name)
+        else:
             found.setdefault(name, set()).update(a.name for a in node.names)
     return found
-
-
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
 
 
 def test_no_module_imports_train_for_a_helper():
     for module in MODULES:
         names = imports(module).get("train", set())
-        if names:
-            assert module in MAY_IMPORT_TRAIN, f"{module} imports {sorted(names)} from train"
-            assert names <= LOOP, f"{module} imports helpers {sorted(names - LOOP)} from train; take them from runtime"
+        assert names <= LOOP, f"{module} imports helpers {sorted(names - LOOP)} from train; take them from runtime"
+
+
+def test_the_learners_package_never_imports_the_lab():
+    assert LAB >= {"lab.results", "lab.benchmark", "lab.ablations", "lab.gpucheck", "lab.label_efficiency",
+                   "lab.reproduce"}
+    for module in CORE:
+        lab = sorted(name for name in imports(module) if name == "lab" or name.startswith("lab."))
+        assert not lab, f"{module} imports {lab}: the learner's modules never import the lab wing"
+    for module in LAB:  # the lab imports the learner's package and itself, never the command line
+        assert not set(imports(module)) & TOP, f"{module} imports the command line"
 
 
 def test_results_does_not_depend_on_the_training_loop():
-    assert "train" not in imports("results") and "runs" not in imports("results")
+    assert "train" not in imports("lab.results") and "runs" not in imports("lab.results")
 
 
 def test_leaves_stand_alone():
@@ -60,7 +90,7 @@ def test_no_import_cycles():
 
 def test_no_data_back_channel_or_string_keys_outside_the_record():
     """The data a run used is a field of its record; nothing reads checkpoints through string keys."""
-    for path in [*PACKAGE.glob("*.py"), *PACKAGE.parent.glob("notebooks/*.ipynb")]:
+    for path in [*PACKAGE.rglob("*.py"), *PACKAGE.parent.glob("notebooks/*.ipynb")]:
         text = path.read_text()
         assert 'extra"' not in text and "extra\\\"" not in text and "extra={" not in text, path.name
         if path.name != "checkpoints.py":

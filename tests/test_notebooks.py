@@ -73,7 +73,7 @@ def test_shared_opening_and_closing(nb):
 
 def test_the_long_run_behind_the_notebooks_is_recorded():
     """Notebook 03 draws the run whose checkpoint 04-06 were executed with, from its shipped metrics file."""
-    from simclr_helpers.results import load, metrics_file
+    from simclr_helpers.lab.results import load, metrics_file
 
     assert f'LONG_RUN = "{LONG_RUN}"' in "".join(_source(c) for c in _cells(NOTEBOOKS[2]))
     row = next((r for r in load()["rows"] if r["id"] == LONG_RUN), None)

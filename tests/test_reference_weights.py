@@ -71,7 +71,7 @@ def test_the_shipped_file_matches_its_recorded_checksum_and_size():
 
 def test_the_shipped_weights_are_the_results_rows_run():
     """Profile, length and losses of the shipped run are those the results file records for its row."""
-    from simclr_helpers.results import load, metrics_file
+    from simclr_helpers.lab.results import load, metrics_file
 
     record = C.RunRecord.load(C.REFERENCE)
     row = next(r for r in load()["rows"] if r["id"] == C.REFERENCE_ROW)

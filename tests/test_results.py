@@ -10,13 +10,13 @@ import torch
 
 from simclr_helpers.checkpoints import RunRecord
 from simclr_helpers.evaluate import label_subset
-from simclr_helpers.results import (
+from simclr_helpers.lab.results import (
     RESULTS_FILE,
     check_readme,
     load_results,
     markdown_tables,
     readme_block,
-    record,
+    record_result,
     write_readme,
 )
 
@@ -37,7 +37,7 @@ def test_label_subsets_are_class_balanced_nested_and_reproducible():
 
 @pytest.fixture(scope="module")
 def report(tiny_run):
-    from simclr_helpers.runs import run_report
+    from simclr_helpers.lab.reproduce import run_report
 
     return run_report(tiny_run.checkpoint, fractions=(0.1, 1.0), probe_epochs=1, log=None, progress=False)
 
@@ -61,9 +61,9 @@ def test_report_measures_every_figure_of_a_row(report, tiny_run):
 
 def test_record_replaces_the_row_with_the_same_id(tmp_path):
     path = tmp_path / "results.json"
-    record({"id": "cpu-imagenet-cifar10", "profile": "cpu", "stem": "imagenet", "v": 1}, path)
-    record({"id": "smoke-imagenet", "profile": "smoke", "stem": "imagenet", "v": 1}, path)
-    record({"id": "cpu-imagenet-cifar10", "profile": "cpu", "stem": "imagenet", "v": 2}, path)
+    record_result("row", {"id": "cpu-imagenet-cifar10", "profile": "cpu", "stem": "imagenet", "v": 1}, path)
+    record_result("row", {"id": "smoke-imagenet", "profile": "smoke", "stem": "imagenet", "v": 1}, path)
+    record_result("row", {"id": "cpu-imagenet-cifar10", "profile": "cpu", "stem": "imagenet", "v": 2}, path)
     rows = load_results(path)
     assert [r["id"] for r in rows] == ["smoke-imagenet", "cpu-imagenet-cifar10"]  # smoke first, replaced in place
     assert rows[1]["v"] == 2
@@ -71,21 +71,21 @@ def test_record_replaces_the_row_with_the_same_id(tmp_path):
 
 
 def test_benchmark_runs_keep_the_last_three_per_machine_and_rows_survive(tmp_path):
-    from simclr_helpers.results import benchmark_table, load, record_benchmark
+    from simclr_helpers.lab.results import benchmark_table, load
 
     path = tmp_path / "results.json"
-    record({"id": "smoke-imagenet", "profile": "smoke", "stem": "imagenet"}, path)
+    record_result("row", {"id": "smoke-imagenet", "profile": "smoke", "stem": "imagenet"}, path)
     run = {"hardware": "a CPU, 2 cores, no GPU", "stem": "imagenet", "batch_size": 256, "fast_dtype": "fp32",
            "blog_augment_views_per_s": 3000, "fast_augment_views_per_s": 40000, "augment_speedup": 13.3,
            "blog_train_images_per_s": 250.0, "cpus": 2, "fast_train_images_per_s": 380.0, "train_speedup": 1.52,
            "date": "2026-11-29", "torch": "2.14.1"}
     for i in range(4):
-        record_benchmark({**run, "fast_augment_views_per_s": 40000 + i}, path)
-    record_benchmark({**run, "stem": "cifar"}, path)
+        record_result("benchmark", {**run, "fast_augment_views_per_s": 40000 + i}, path)
+    record_result("benchmark", {**run, "stem": "cifar"}, path)
     runs = load(path)["benchmarks"]
     assert [r["fast_augment_views_per_s"] for r in runs if r["stem"] == "imagenet"] == [40001, 40002, 40003]
     assert len(runs) == 4 and load_results(path)[0]["id"] == "smoke-imagenet"
-    record({"id": "smoke-imagenet", "profile": "smoke", "stem": "imagenet", "v": 2}, path)
+    record_result("row", {"id": "smoke-imagenet", "profile": "smoke", "stem": "imagenet", "v": 2}, path)
     assert len(load(path)["benchmarks"]) == 4  # recording a row keeps the benchmark runs
     table = benchmark_table(runs)
     assert "13.3x" in table and "40,003" in table and "1.52x" in table

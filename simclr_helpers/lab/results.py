@@ -6,6 +6,9 @@ simclr_helpers results`` prints the README's tables from the file, ``--write REA
 puts them between the README's markers, and ``--check README.md`` fails when the README
 says anything else, so the published numbers cannot drift from the runs that produced
 them (a test runs the check).
+
+Every result is written by one function, ``record_result``, and carries one ``stamp``
+(hardware, date, versions) and the command that made it (``cli.command_line``).
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
+from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
 
-RESULTS_FILE = Path(__file__).parent / "assets" / "results.json"
+RESULTS_FILE = Path(__file__).parents[1] / "assets" / "results.json"
 
 
 def hardware(device) -> str:
@@ -25,7 +31,7 @@ def hardware(device) -> str:
     dev = torch.device(device)
     if dev.type == "cuda":
         return f"1x {torch.cuda.get_device_name(dev)}"
-    from .runtime import cpu_count
+    from ..runtime import cpu_count
 
     model = platform.processor() or platform.machine()
     try:
@@ -36,12 +42,20 @@ def hardware(device) -> str:
     return f"{model}, {cpu_count()} cores, no GPU"
 
 
+def stamp(device) -> dict:
+    """Where and when a result was measured, as every record of the results file carries it: the hardware
+    (``hardware``), the date, and the versions of torch (without a local build suffix such as ``+cu121``)
+    and lightly."""
+    return {"hardware": hardware(device), "date": time.strftime("%Y-%m-%d"),
+            "torch": str(torch.__version__).split("+")[0], "lightly": version("lightly")}
+
+
 def load(path: str | Path = RESULTS_FILE, missing_ok: bool = True) -> dict:
     """The whole results file: ``{"rows": [...], "benchmarks": [...], "sweeps": [...], "ablations": ...}``
     (lists empty and ``ablations`` None if there is no file and ``missing_ok``, as when a first result is
     recorded). A file that is missing (unless ``missing_ok``) or cannot be read is one sentence, so that nothing
     is ever written from it: not the README's tables, not the results file itself."""
-    from .errors import SimclrError
+    from ..errors import SimclrError
 
     path = Path(path)
     if missing_ok and not path.exists():
@@ -84,30 +98,26 @@ def run_metrics(row_id: str, path: str | Path = RESULTS_FILE) -> list[dict]:
     without its checkpoint (notebook 03 draws the long CIFAR-10 run's)."""
     file = metrics_file(row_id, path)
     if not file.exists():
-        from .errors import SimclrError
+        from ..errors import SimclrError
 
         raise SimclrError(f"{file.name}: no metrics recorded for the row {row_id!r}; record it with "
                           "`python -m simclr_helpers reproduce ... --record`.")
     return json.loads(file.read_text())
 
 
-def record(row: dict, path: str | Path = RESULTS_FILE) -> Path:
-    """Add ``row`` to the results file, replacing the row with the same ``id`` (atomic write).
-
-    A row's per-epoch ``metrics`` go to their own small file (``metrics_file``), not into the table's file.
-    """
+def _add_row(data: dict, row: dict, path: Path) -> None:
+    """A ``reproduce`` row replaces the row with the same ``id``; rows stay in profile, stem, id order.
+    A row's per-epoch ``metrics`` go to their own small file (``metrics_file``), not into the table's file."""
     row = dict(row)
     metrics = row.pop("metrics", None)
     if metrics is not None:
         file = metrics_file(row["id"], path)
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text(json.dumps(metrics, indent=1) + "\n")
-    data = load(path)
     rows = [r for r in data["rows"] if r["id"] != row["id"]] + [row]
     order = {"smoke": 0, "cpu": 1, "gpu": 2}
     rows.sort(key=lambda r: (order.get(r.get("profile"), 9), r.get("stem") != "imagenet", r["id"]))
     data["rows"] = rows
-    return _save(data, path)
 
 
 def _pct(x) -> str:
@@ -193,23 +203,23 @@ def benchmark_table(runs: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def record_benchmark(result: dict, path: str | Path = RESULTS_FILE, keep: int = 3) -> Path:
-    """Add a benchmark run; the last ``keep`` runs of the same device, stem and batch size are kept."""
-    data = load(path)
+KEEP_BENCHMARKS = 3  # benchmark runs kept per device, stem and batch size
+
+
+def _add_benchmark(data: dict, result: dict, path: Path) -> None:
+    """A ``benchmark`` run joins the others; the last ``KEEP_BENCHMARKS`` of the same device, stem and batch
+    size are kept."""
     key = (result["hardware"], result["stem"], result["batch_size"])
     same = [b for b in data["benchmarks"] if (b["hardware"], b["stem"], b["batch_size"]) == key]
     others = [b for b in data["benchmarks"] if (b["hardware"], b["stem"], b["batch_size"]) != key]
-    data["benchmarks"] = others + (same + [result])[-keep:]
-    return _save(data, path)
+    data["benchmarks"] = others + (same + [result])[-KEEP_BENCHMARKS:]
 
 
-def record_sweep(result: dict, path: str | Path = RESULTS_FILE) -> Path:
-    """Keep a ``benchmark --sweep`` run; a later sweep of the same device, stem and compile setting replaces it."""
-    data = load(path)
+def _add_sweep(data: dict, result: dict, path: Path) -> None:
+    """A ``benchmark --sweep`` run replaces the sweep of the same device, stem and compile setting."""
     key = (result["hardware"], result["stem"], any(r["compile"] for r in result["rows"]))
     data["sweeps"] = [s for s in data["sweeps"]
                       if (s["hardware"], s["stem"], any(r["compile"] for r in s["rows"])) != key] + [result]
-    return _save(data, path)
 
 
 def sweep_table(sweeps: list[dict]) -> str:
@@ -238,34 +248,43 @@ def sweep_table(sweeps: list[dict]) -> str:
 ABLATE_COMMAND = "python -m simclr_helpers ablate --record"
 
 
-def record_ablations(result: dict, path: str | Path = RESULTS_FILE) -> Path:
-    """Store an ablation run under ``ablations``.
-
-    A run at the same budget (profile, data, stem, batch, epochs, seeds) adds its variants to
-    the stored ones, replacing those it measured again; a run at another budget replaces the
-    whole entry, so one chart never mixes budgets.
-    """
-    data = load(path)
+def _add_ablations(data: dict, result: dict, path: Path) -> None:
+    """An ``ablate`` run goes under ``ablations``. A run at the same budget (profile, data, stem, batch,
+    epochs, seeds) adds its variants to the stored ones, replacing those it measured again; a run at another
+    budget replaces the whole entry, so one chart never mixes budgets."""
     old = data.get("ablations")
     same = ("profile", "data", "stem", "batch_size", "epochs", "seeds", "n_pretrain", "n_test", "knn_k")
     if old and all(old.get(k) == result.get(k) for k in same):
         new_keys = {v["key"] for v in result["variants"]}
         result = {**result, "variants": [v for v in old["variants"] if v["key"] not in new_keys] + result["variants"]}
     data["ablations"] = result
-    return _save(data, path)
 
 
-def record_label_efficiency(result: dict, path: str | Path = RESULTS_FILE) -> Path:
-    """Store the label-efficiency comparison (``label-efficiency --record``) under ``label_efficiency``."""
-    data = load(path)
+def _add_label_efficiency(data: dict, result: dict, path: Path) -> None:
+    """The ``label-efficiency`` comparison replaces the one under ``label_efficiency``."""
     data["label_efficiency"] = result
+
+
+# What each command records, and how a new result joins what the results file holds.
+RECORDS: dict[str, Callable[[dict, dict, Path], None]] = {
+    "row": _add_row, "benchmark": _add_benchmark, "sweep": _add_sweep, "ablations": _add_ablations,
+    "label_efficiency": _add_label_efficiency}
+
+
+def record_result(kind: str, result: dict, path: str | Path | None = None) -> Path:
+    """Record ``result`` (a ``kind`` of ``RECORDS``) into the results file (``RESULTS_FILE`` unless ``path``)
+    and return its path. The file is read first (a missing one starts empty; an unreadable one is one
+    sentence and nothing is written) and replaced atomically: a reader never sees half of it."""
+    path = Path(path) if path else RESULTS_FILE
+    data = load(path)
+    RECORDS[kind](data, result, path)
     return _save(data, path)
 
 
 def ablation_table(ablations: dict | None) -> str:
     """The README's ablation table: every variant's mean kNN top-1 over seeds with its 95% t interval, and its
     gap to the full recipe, paired by seed, with that gap's interval and whether it is resolved."""
-    from .stats import over_seeds, seed_interval
+    from ..stats import over_seeds, seed_interval
 
     if not ablations:
         return f"Not measured yet: `{ABLATE_COMMAND}` (about a quarter of an hour on two CPU cores).\n"
@@ -313,8 +332,8 @@ def recorded_label_efficiency(checkpoint, n_test: int, path: str | Path = RESULT
 def label_efficiency_table(summary: dict | None) -> str:
     """The README's label-efficiency table: the four curves' test top-1 with 95% intervals at each fraction,
     the trained curves' chosen budgets, and the paired tests the course draws its conclusions from."""
+    from ..stats import format_interval
     from .label_efficiency import LABELS, METHODS, comparisons
-    from .stats import format_interval
 
     if not summary:
         return f"Not measured yet: `{LABEL_EFFICIENCY_COMMAND}` (about two hours on two CPU cores).\n"
@@ -393,7 +412,7 @@ def readme_block(rows: list[dict], name: str = "results", benchmarks: list[dict]
 
 def _blocks_of(text: str, data: dict) -> list[tuple[str, str]]:
     """(current text, generated text) of every block the README has or the data needs."""
-    from .errors import SimclrError
+    from ..errors import SimclrError
 
     out = []
     for name, make in BLOCKS.items():
@@ -410,7 +429,7 @@ def _blocks_of(text: str, data: dict) -> list[tuple[str, str]]:
 
 
 def _readme_text(readme: str | Path) -> str:
-    from .errors import SimclrError
+    from ..errors import SimclrError
 
     path = Path(readme)
     if not path.is_file():

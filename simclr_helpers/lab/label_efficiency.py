@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import CIFARSplits, ImageTensors
-from .store import append_store, read_store
+from ..data import CIFARSplits, ImageTensors
+from ..store import append_store, read_store
 
 FRACTIONS = (0.01, 0.1, 1.0)
 # Doubling grids of epochs per label fraction: about the same number of optimiser steps at the top of each.
@@ -64,11 +64,11 @@ def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[fl
                          methods: Sequence[str] = METHODS, log: Callable[[str], None] | None = print,
                          progress: bool = True) -> dict:
     """Measure the four curves for ``checkpoint`` (a pretraining checkpoint or ``reference``) on ``splits``."""
-    from .evaluate import extract_features, freeze, label_subset, linear_accuracy, train_linear_probe
-    from .models import random_init_backbone
-    from .runtime import pick_device
-    from .supervised import SupervisedRecipe, predict, train_supervised
-    from .train import load_simclr
+    from ..evaluate import extract_features, freeze, label_subset, linear_accuracy, train_linear_probe
+    from ..models import random_init_backbone
+    from ..runtime import pick_device
+    from ..supervised import SupervisedRecipe, predict, train_supervised
+    from ..train import load_simclr
 
     log = log or (lambda s: None)
     grid = {f: tuple(grid.get(f, EPOCH_GRID.get(f, ()))) for f in fractions} if grid else EPOCH_GRID
@@ -150,6 +150,13 @@ def summarise(entries: list[dict], budget: dict, fractions: Sequence[float] = FR
             "seconds": round(sum(e["seconds"] for e in entries), 1)}
 
 
+def format_result(result: dict) -> str:
+    """What ``label-efficiency`` prints: one line per fraction and curve, with the budget chosen on validation."""
+    return "".join(f"{float(share):>5.0%} of the labels, {LABELS[method]}: test top-1 {row['test_top1']:.1%} "
+                   f"({row['epochs']} epochs; validation by budget: {row['grid']})\n"
+                   for share, cell in result["fractions"].items() for method, row in cell.items())
+
+
 # Budgets for the smoke profile (the bundled subset, a few minutes on a CPU): the protocol, not the figures.
 SMOKE_GRID = {0.01: (20, 40), 0.1: (4, 8), 1.0: (1, 2)}
 # The questions a reader asks of the four curves, each answered at every fraction with a paired test.
@@ -165,7 +172,7 @@ def correctness(summary: dict, fraction: float | str, method: str) -> np.ndarray
 def comparisons(summary: dict) -> list[tuple[float, object]]:
     """``(fraction, stats.Comparison)`` for every question of ``COMPARISONS`` both of whose curves were measured:
     McNemar's exact test on the same test images."""
-    from .stats import paired
+    from ..stats import paired
 
     out = []
     for fraction, cell in summary["fractions"].items():

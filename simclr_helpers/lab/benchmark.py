@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from .augment import BatchedSimCLRAugment
-from .blog import blog_loader, probe_epoch_blog_way
-from .runtime import allocator_tuned, cpu_count, pick_device, pick_precision
+from ..augment import BatchedSimCLRAugment
+from ..blog import blog_loader, probe_epoch_blog_way
+from ..runtime import allocator_tuned, cpu_count, pick_device, pick_precision
 
 
 def _sync(device) -> None:
@@ -150,8 +150,8 @@ def run_benchmark(images: torch.Tensor, device=None, batch_size: int = 256, stem
     blog used 8) before the clock and takes one untimed batch or step first; batches the
     workers prepare meanwhile count for the blog, so any bias favours the blog's pipeline.
     """
-    from .config import get_profile
-    from .train import training_setup
+    from ..config import get_profile
+    from ..train import training_setup
 
     log = log or (lambda s: None)
     dev = pick_device(device)
@@ -226,8 +226,8 @@ def probe_speed(backbone: torch.nn.Module, train, epochs: int = 10, stats: dict 
     """
     from tqdm.auto import tqdm
 
-    from .config import NORMALIZE
-    from .evaluate import extract_features, freeze, train_linear_probe
+    from ..config import NORMALIZE
+    from ..evaluate import extract_features, freeze, train_linear_probe
 
     stats = stats or NORMALIZE
     dev = device or next(backbone.parameters()).device
@@ -261,7 +261,7 @@ def step_flops_per_image(stem: str = "imagenet", batch_size: int = 32, projectio
     from lightly.loss import NTXentLoss
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .models import SimCLRModel
+    from ..models import SimCLRModel
 
     model = SimCLRModel(stem=stem, projection_dim=projection_dim)
     x = torch.randn(2 * batch_size, 3, 32, 32)
@@ -298,8 +298,8 @@ def training_sweep(images: torch.Tensor, device=None, batch_sizes=(64, 128, 256,
     them alike; each figure is the median of ``repeats``, and every variant is warmed up once
     (for a compiled model that includes compiling) before the first timed repeat.
     """
-    from .config import get_profile
-    from .train import training_setup
+    from ..config import get_profile
+    from ..train import training_setup
 
     log = log or (lambda s: None)
     dev = pick_device(device)

@@ -30,14 +30,14 @@ from pathlib import Path
 
 import torch
 
-from .augment import CIFAR_AUGMENT, AugmentConfig
-from .blog import BLOG_LR
-from .config import NORMALIZE, Profile
-from .data import ImageTensors
-from .models import SimCLRModel, random_init_backbone
-from .runtime import pick_device
-from .stats import Comparison, over_seeds, seed_interval
-from .store import append_store, read_store
+from ..augment import CIFAR_AUGMENT, AugmentConfig
+from ..blog import BLOG_LR
+from ..config import NORMALIZE, Profile
+from ..data import ImageTensors
+from ..models import SimCLRModel, random_init_backbone
+from ..runtime import pick_device
+from ..stats import Comparison, over_seeds, seed_interval
+from ..store import append_store, read_store
 
 DEFAULT_EPOCHS = 4  # per run: 9 variants x 3 seeds, estimated at about 14 minutes on an idle 2-core CPU
 DEFAULT_SEEDS = 3
@@ -93,7 +93,7 @@ def parse_variants(text: str | None) -> list[str]:
     keys = [k.strip() for k in text.split(",") if k.strip()]
     unknown = [k for k in keys if k not in VARIANTS]
     if unknown:
-        from .errors import SimclrError
+        from ..errors import SimclrError
 
         raise SimclrError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     return list(dict.fromkeys(keys))
@@ -107,7 +107,7 @@ def pretrain_variant(variant: Variant, profile: Profile, images: torch.Tensor, s
     ``pretrain``'s plumbing (checkpoints, logs, monitor), with the variant's augmentation, temperature,
     batch or optimiser (the blog's has no schedule).
     """
-    from .train import train_one_epoch, training_setup
+    from ..train import train_one_epoch, training_setup
 
     profile = profile.with_overrides(batch_size=variant.batch_size)
     setup = training_setup(profile, images, pick_device(device), seed=seed, augment=variant.augment,
@@ -121,7 +121,7 @@ def pretrain_variant(variant: Variant, profile: Profile, images: torch.Tensor, s
 def knn_top1(backbone: torch.nn.Module, bank: ImageTensors, queries: ImageTensors, k: int = 200,
              device=None) -> float:
     """kNN top-1 of ``queries`` against ``bank`` (features in eval mode, lightly's weighted vote)."""
-    from .evaluate import extract_features, knn_accuracy
+    from ..evaluate import extract_features, knn_accuracy
 
     f_bank = extract_features(backbone, bank, NORMALIZE, device=device)
     f_queries = extract_features(backbone, queries, NORMALIZE, device=device)
@@ -141,11 +141,11 @@ def run_ablation(profile: Profile, data: dict, variants: Sequence[str] | None = 
     (variant, seed) is appended to it as it ends, and a later call with the same budget skips
     what the file already holds and goes on. A progress line after every run gives the time left.
     """
-    from .results import hardware
+    from .results import stamp
 
     log = log or (lambda s: None)
     if data.get("splits") is None:
-        from .errors import DataError
+        from ..errors import DataError
 
         raise DataError("ablations need labelled data (CIFAR-10 or the bundled subset) for the kNN measurement")
     keys = list(variants) if variants else list(VARIANTS)
@@ -187,8 +187,7 @@ def run_ablation(profile: Profile, data: dict, variants: Sequence[str] | None = 
                      "batch_size": variant.batch_size or profile.batch_size,
                      "knn": [e["knn"] for e in entries], "seconds": round(sum(e["seconds"] for e in entries), 1)})
     random_entries = [done[(RANDOM_INIT, seed)] for seed in seed_list]
-    return {**budget, "seeds": seed_list, "device": str(dev), "hardware": hardware(dev),
-            "torch": str(torch.__version__).split("+")[0], "date": time.strftime("%Y-%m-%d"),
+    return {**budget, "seeds": seed_list, "device": str(dev), **stamp(dev),
             "seconds": round(sum(e["seconds"] for e in done.values() if e["key"] in (*keys, RANDOM_INIT)), 1),
             "random_init": {"knn": [e["knn"] for e in random_entries]}, "variants": rows,
             "groups": {g: [list(pair) for pair in pairs] for g, pairs in GROUPS.items()}}
@@ -197,9 +196,26 @@ def run_ablation(profile: Profile, data: dict, variants: Sequence[str] | None = 
 RANDOM_INIT = "random-init"
 
 
+def format_result(result: dict) -> str:
+    """What ``ablate`` prints: every variant's mean kNN top-1 with its 95% interval over seeds, random init's,
+    and, with more than one seed, every comparison of each group in sentence form."""
+    lines = []
+    for row in result["variants"]:
+        s = seed_interval(row["knn"])
+        interval = f" [{100 * s['low']:.1f}, {100 * s['high']:.1f}]" if s["low"] is not None else ""
+        lines.append(f"{row['key']:<15} kNN top-1 {100 * s['mean']:.1f}%{interval}  ({row['description']})")
+    s = seed_interval(result["random_init"]["knn"])
+    lines.append(f"{'random init':<15} kNN top-1 {100 * s['mean']:.1f}%")
+    if len(result["seeds"]) > 1:
+        for group in GROUPS:
+            lines += [f"{group}: {comparison}"
+                      for comparison in comparisons(result, group, random_init=group == "augmentation")]
+    return "\n".join(lines)
+
+
 def default_store(profile: Profile, n_pretrain: int) -> Path:
     """Where ``ablate`` keeps its finished runs unless told: one file per budget under the checkpoints folder."""
-    from .config import default_checkpoint_dir
+    from ..config import default_checkpoint_dir
 
     return (default_checkpoint_dir() / "ablations"
             / f"{profile.name}-{profile.stem}-{profile.epochs}ep-b{profile.batch_size}-n{n_pretrain}.jsonl")
@@ -259,7 +275,7 @@ def show(result: dict | None, group: str, random_init: bool = False, ax=None):
     """What notebooks 02 and 03 show of a recorded ablation group: how it was measured, every variant's mean
     with its 95% interval, every comparison in one sentence form, and the gaps drawn against the full
     recipe (``plots.ablation_gaps``). Returns the figure, or None (and says so) without a recorded ablation."""
-    from .plots import ablation_gaps
+    from ..plots import ablation_gaps
 
     if not result:
         print("no ablation in simclr_helpers/assets/results.json yet: run `python -m simclr_helpers ablate --record`")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from .config import (
+from ..config import (
     COLAB_EPOCHS,
     COLAB_SECONDS_PER_EPOCH_ESTIMATE,
     Profile,
@@ -36,8 +36,8 @@ from .config import (
     get_profile,
     gpu_summary,
 )
-from .errors import DataError, SimclrError
-from .runtime import pick_precision
+from ..errors import DataError, SimclrError
+from ..runtime import pick_precision
 
 BUDGET_S = 8 * 60
 PRETRAIN_EPOCHS = 3  # the first epoch warms up (cuDNN autotuning); the others are what a run costs
@@ -109,7 +109,7 @@ def gpu_check(data: str | None = None, device: str = "cuda", budget_s: float = B
 
     result["pretraining"] = stage("short colab pretraining and kNN", 60, pretraining)
     if "train" not in images:  # the pretraining stage did not get as far as its data
-        from .data import load_bundled
+        from ..data import load_bundled
 
         images["train"] = load_bundled().train.images
     train = images["train"]
@@ -139,8 +139,8 @@ def short_pretraining(data: str | None, device: torch.device, budget_s: float,
                       profile: Profile | None = None) -> tuple[dict, torch.Tensor]:
     """A few epochs of the ``colab`` profile (or ``profile``), stopped early when ``budget_s`` runs
     out, and kNN top-1 of the checkpoint; returns the figures and the training images (uint8, CPU)."""
-    from .checkpoints import RunRecord
-    from .runs import load_pretrain_data, run_evaluate, run_pretrain
+    from ..checkpoints import RunRecord
+    from ..runs import load_pretrain_data, run_evaluate, run_pretrain
 
     log = log or (lambda s: None)
     t0 = time.perf_counter()
