@@ -538,10 +538,10 @@ def cmd_ablate(args) -> int:
                                                       train_limit=args.train_limit)
     data = load_pretrain_data(profile, args.data, log=_log)
     _log(f"ablation: {len(keys)} variant(s) x {seeds} seed(s), {epochs} epoch(s) each, batch {profile.batch_size}")
-    store = Path(args.store) if args.store else default_store(profile, len(data["train"]))
+    store = Path(args.store) if args.store else default_store(profile, len(data.train))
     result = run_ablation(profile, data, keys, seeds, args.device, log=_log, store=store)
     result["command"] = command_line(build_parser(), args, variants=None if keys == list(VARIANTS) else ",".join(keys),
-                                     data=_data_shown(data["spec"].kind == "bundled", args.data))
+                                     data=_data_shown(data.spec.kind == "bundled", args.data))
     print(json.dumps(result, indent=1) if args.json else format_result(result))
     _record("ablations", result, args)
     return 0

@@ -164,13 +164,21 @@ def probe_with_labels(f_train: torch.Tensor, y_train: torch.Tensor, f_test: torc
     return linear_accuracy(fc, f_test, y_test).top1
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``evaluate_backbone`` measured: test top-1, the per-image ``accuracy`` and, for the linear probe,
+    the trained layer ``fc`` and its top-1 on its own training images."""
+
+    top1: float
+    accuracy: Accuracy
+    fc: nn.Linear | None = None
+    train_top1: float | None = None
+
+
 def evaluate_backbone(backbone: nn.Module, train: ImageTensors, test: ImageTensors, method: str = "knn",
                       stats: dict = NORMALIZE, device=None, k: int = 200, linear_epochs: int = 100,
-                      progress: bool = False) -> dict:
-    """kNN or linear-probe accuracy of a backbone: train images as bank / training set, test as queries.
-
-    Returns a dict with ``top1``, the ``accuracy`` object and, for ``linear``, the trained ``fc``.
-    """
+                      progress: bool = False) -> Evaluation:
+    """kNN or linear-probe accuracy of a backbone: train images as bank / training set, test as queries."""
     if method not in ("knn", "linear"):
         raise ValueError(f"unknown method {method!r}; choose 'knn' or 'linear'")
     freeze(backbone)
@@ -180,11 +188,10 @@ def evaluate_backbone(backbone: nn.Module, train: ImageTensors, test: ImageTenso
     n_classes = len(train.classes)
     if method == "knn":
         acc = knn_accuracy(f_train, y_train, f_test, y_test, n_classes, k=k)
-        return {"top1": acc.top1, "accuracy": acc}
+        return Evaluation(acc.top1, acc)
     fc = train_linear_probe(f_train, y_train, n_classes, epochs=linear_epochs, progress=progress)
     acc = linear_accuracy(fc, f_test, y_test)
-    return {"top1": acc.top1, "accuracy": acc, "fc": fc,
-            "train_top1": linear_accuracy(fc, f_train, y_train).top1}
+    return Evaluation(acc.top1, acc, fc, linear_accuracy(fc, f_train, y_train).top1)
 
 
 def save_classifier(path: str | Path, backbone: nn.Module, fc: nn.Linear, stem: str, classes, stats: dict,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .checkpoints import REFERENCE, RunRecord, is_reference, read_reference
 from .config import ENV_RUN, Profile, default_checkpoint_dir, default_data_root
-from .data import CIFARSplits, DataSpec, cached_cifar10, load_cifar10, load_unlabelled_folder
+from .data import CIFARSplits, DataSpec, ImageTensors, cached_cifar10, load_cifar10, load_unlabelled_folder
 from .errors import CheckpointError, DataError, SimclrError, TrainingError
 
 Log = Callable[[str], None]
@@ -40,11 +40,21 @@ def resolve_data(profile: Profile, data: str | Path | DataSpec | None, download:
     return cached_cifar10(f"the {profile.name} profile needs CIFAR-10", fetch=fetch, log=log)
 
 
+@dataclass(frozen=True)
+class PretrainData:
+    """What pretraining reads: its training images, the kNN monitor's (bank, held-out queries), where they came
+    from, and the CIFAR-10 splits they were drawn from (``None`` for an unlabelled folder), so that
+    ``reproduce`` evaluates without reading the images a second time."""
+
+    train: ImageTensors
+    monitor: tuple[ImageTensors, ImageTensors] | None
+    spec: DataSpec
+    splits: CIFARSplits | None
+
+
 def load_pretrain_data(profile: Profile, data: str | Path | DataSpec | None = None, download: bool = False,
-                       log: Log | None = print) -> dict:
-    """Training images (class-balanced ``train_limit``), kNN-monitor split, the data spec, and the
-    CIFAR-10 splits they were drawn from (``None`` for an unlabelled folder), so that ``reproduce``
-    evaluates without reading the images a second time."""
+                       log: Log | None = print) -> PretrainData:
+    """Training images (class-balanced ``train_limit``) and the kNN monitor's split: a :class:`PretrainData`."""
     log = log or (lambda s: None)
     spec = resolve_data(profile, data, download, log=log)
     t0 = time.perf_counter()
@@ -61,7 +71,7 @@ def load_pretrain_data(profile: Profile, data: str | Path | DataSpec | None = No
     if spec.kind == "torchvision":  # downloaded (or found) now: later loads need no --download
         spec = DataSpec("torchvision", spec.path)
     log(f"data: {train.source}, {len(train)} training images ({time.perf_counter() - t0:.1f} s to load)")
-    return {"train": train, "monitor": monitor, "spec": spec, "splits": splits}
+    return PretrainData(train=train, monitor=monitor, spec=spec, splits=splits)
 
 
 # The settings a run is started with, as the command line names them: ``--resume`` continues a run with these.
@@ -101,7 +111,7 @@ def run_pretrain(profile: Profile, data: dict, out: str | Path | None = None, lo
     from .train import pretrain
 
     out_dir = Path(out) if out else default_checkpoint_dir() / profile.name
-    return pretrain(profile, data["train"], out_dir, data=data["spec"], monitor=data["monitor"], log=log, **kwargs)
+    return pretrain(profile, data.train, out_dir, data=data.spec, monitor=data.monitor, log=log, **kwargs)
 
 
 def run_splits(record: RunRecord, data: str | Path | DataSpec | None = None, splits=None):
@@ -141,15 +151,15 @@ def run_evaluate(checkpoint: str | Path, method: str = "knn", random_init: bool 
     res = evaluate_backbone(backbone, splits.train, splits.test, method, record.normalize, dev,
                             k=p.knn_k, linear_epochs=p.linear_epochs, progress=progress)
     result = {"method": method, "backbone": "random-init" if random_init else "simclr",
-              "top1": round(res["top1"], 4), "checkpoint": str(checkpoint), "epochs": record.epoch,
+              "top1": round(res.top1, 4), "checkpoint": str(checkpoint), "epochs": record.epoch,
               "stem": p.stem, "profile": p.name, "data": splits.train.source.split("/")[0],
               "n_train": len(splits.train), "n_test": len(splits.test), "seconds": round(time.perf_counter() - t0, 1)}
     if method == "linear":
-        result["train_top1"] = round(res["train_top1"], 4)
+        result["train_top1"] = round(res.train_top1, 4)
         name = "classifier_random_init.pt" if random_init else "classifier.pt"
         folder = default_checkpoint_dir() / REFERENCE if is_reference(checkpoint) else Path(checkpoint).parent
         path = Path(out) if out else folder / name  # never into the shipped reference weights
-        save_classifier(path, backbone.cpu(), res["fc"], p.stem, splits.train.classes,
+        save_classifier(path, backbone.cpu(), res.fc, p.stem, splits.train.classes,
                         record.normalize, {k: result[k] for k in ("checkpoint", "backbone", "epochs", "top1")})
         result["classifier"] = str(path)
     log(f"{method} top-1 ({result['backbone']}): {result['top1']:.1%}")

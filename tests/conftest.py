@@ -18,12 +18,13 @@ def tiny_profile():
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, bundled, tiny_profile):
-    from simclr_helpers.runs import run_pretrain
+    from simclr_helpers.data import DataSpec
+    from simclr_helpers.runs import PretrainData, run_pretrain
 
     train = bundled.train.balanced_subset(320)
     bank, held = train.split(0.25)
     out = tmp_path_factory.mktemp("tiny_run")
-    result = run_pretrain(tiny_profile, {"train": train, "monitor": (bank, held), "spec": "bundled"}, out,
+    result = run_pretrain(tiny_profile, PretrainData(train, (bank, held), DataSpec("bundled"), None), out,
                           progress=False, log=None)
     return result
 

@@ -184,7 +184,7 @@ def test_with_a_network_cifar10_is_downloaded_once_into_the_cache(clean_env, onl
     assert online == [str(cache)] and (cache / "cifar-10-batches-py").is_dir()
     for _ in range(2):  # later runs find it there
         data = load_pretrain_data(get_profile("cpu"), log=None)
-        assert data["spec"] == DataSpec("torchvision", str(cache)) and len(data["train"]) == 90
+        assert data.spec == DataSpec("torchvision", str(cache)) and len(data.train) == 90
     assert online == [str(cache)]
 
 

@@ -61,13 +61,13 @@ def test_test_accuracy_comes_from_the_test_predictions(bundled):
     torch.manual_seed(0)
     res = evaluate_backbone(build_backbone("imagenet"), bundled.train.balanced_subset(500), bundled.test,
                             method="linear", linear_epochs=3)
-    acc = res["accuracy"]
+    acc = res.accuracy
     assert len(acc.predictions) == len(bundled.test)
-    assert res["top1"] == (acc.predictions == bundled.test.labels).float().mean().item()
+    assert res.top1 == (acc.predictions == bundled.test.labels).float().mean().item()
     res_knn = evaluate_backbone(build_backbone("imagenet"), bundled.train.balanced_subset(500), bundled.test,
                                 method="knn", k=20)
-    recomputed = (res_knn["accuracy"].predictions == bundled.test.labels).float().mean().item()
-    assert res_knn["top1"] == recomputed
+    recomputed = (res_knn.accuracy.predictions == bundled.test.labels).float().mean().item()
+    assert res_knn.top1 == recomputed
 
 
 def test_knn_and_linear_on_separable_features():

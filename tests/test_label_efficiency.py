@@ -29,7 +29,7 @@ def test_validation_is_the_pretraining_runs_held_out_split(bundled):
 
     data = load_pretrain_data(get_profile("smoke"), log=None)
     pool, validation = le.split_validation(bundled.train)
-    assert pool.images.equal(data["train"].images) and validation.images.equal(data["monitor"][1].images)
+    assert pool.images.equal(data.train.images) and validation.images.equal(data.monitor[1].images)
 
 
 def test_curves_budgets_and_resume(tiny_run, small_splits, tmp_path):

@@ -30,7 +30,7 @@ def test_notebook_loop_equals_pretrain(bundled, tiny_profile, tmp_path, monkeypa
     profile = tiny_profile.with_overrides(epochs=1, knn_every=1)
     train = bundled.train.balanced_subset(200)
     bank, held = train.split(0.25)
-    data = {"train": train, "monitor": (bank, held), "spec": DataSpec("bundled"), "splits": None}
+    data = runs.PretrainData(train, (bank, held), DataSpec("bundled"), None)
     monkeypatch.setattr(runs, "load_pretrain_data", lambda *a, **k: data)
 
     ns = {"S": Session(profile, torch.device("cpu"), tmp_path / "notebook"), "torch": torch,
@@ -39,7 +39,7 @@ def test_notebook_loop_equals_pretrain(bundled, tiny_profile, tmp_path, monkeypa
     exec(_cell("model = SimCLRModel("), ns)
     exec(_cell("for epoch in range(profile.epochs):"), ns)
 
-    result = pretrain(profile, train, tmp_path / "package", data=data["spec"], monitor=(bank, held), progress=False,
+    result = pretrain(profile, train, tmp_path / "package", data=data.spec, monitor=(bank, held), progress=False,
                       log=None)
     package = torch.load(result.checkpoint, weights_only=True)["model"]
     notebook = ns["model"].state_dict()

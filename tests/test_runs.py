@@ -26,7 +26,7 @@ def test_data_spec_comes_from_argument_env_or_profile(monkeypatch, tmp_path):
 def test_monitor_queries_are_held_out_of_pretraining(monkeypatch):
     monkeypatch.delenv("SIMCLR_DATA", raising=False)
     data = load_pretrain_data(get_profile("smoke"), log=None)
-    train, (bank, held) = data["train"], data["monitor"]
+    train, (bank, held) = data.train, data.monitor
     assert len(train) == 2700 and len(held) == 300 and len(bank) <= len(train)
     seen = {bytes(img.numpy()) for img in train.images}
     assert not any(bytes(img.numpy()) in seen for img in held.images)

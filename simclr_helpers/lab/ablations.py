@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -38,6 +39,9 @@ from ..models import SimCLRModel, random_init_backbone
 from ..runtime import pick_device
 from ..stats import Comparison, over_seeds, seed_interval
 from ..store import append_store, read_store
+
+if TYPE_CHECKING:
+    from ..runs import PretrainData
 
 DEFAULT_EPOCHS = 4  # per run: 9 variants x 3 seeds, estimated at about 14 minutes on an idle 2-core CPU
 DEFAULT_SEEDS = 3
@@ -128,8 +132,9 @@ def knn_top1(backbone: torch.nn.Module, bank: ImageTensors, queries: ImageTensor
     return knn_accuracy(f_bank, bank.labels.cpu(), f_queries, queries.labels.cpu(), len(bank.classes), k=k).top1
 
 
-def run_ablation(profile: Profile, data: dict, variants: Sequence[str] | None = None, seeds: int = DEFAULT_SEEDS,
-                 device=None, log: Callable[[str], None] | None = print, store: str | Path | None = None) -> dict:
+def run_ablation(profile: Profile, data: PretrainData, variants: Sequence[str] | None = None,
+                 seeds: int = DEFAULT_SEEDS, device=None, log: Callable[[str], None] | None = print,
+                 store: str | Path | None = None) -> dict:
     """Pretrain every variant with ``seeds`` seeds at the budget of ``profile`` and measure kNN top-1.
 
     ``data`` is what ``runs.load_pretrain_data`` returns (labelled data only): its ``train``
@@ -144,18 +149,18 @@ def run_ablation(profile: Profile, data: dict, variants: Sequence[str] | None = 
     from .results import stamp
 
     log = log or (lambda s: None)
-    if data.get("splits") is None:
+    if data.splits is None:
         from ..errors import DataError
 
         raise DataError("ablations need labelled data (CIFAR-10 or the bundled subset) for the kNN measurement")
     keys = list(variants) if variants else list(VARIANTS)
     dev = pick_device(device)
-    splits = data["splits"]
+    splits = data.splits
     bank = splits.train.balanced_subset(profile.train_limit, profile.seed)
     test = splits.test
     seed_list = [profile.seed + i for i in range(seeds)]
-    budget = {"profile": profile.name, "data": data["spec"].describe(), "stem": profile.stem,
-              "batch_size": profile.batch_size, "epochs": profile.epochs, "n_pretrain": len(data["train"]),
+    budget = {"profile": profile.name, "data": data.spec.describe(), "stem": profile.stem,
+              "batch_size": profile.batch_size, "epochs": profile.epochs, "n_pretrain": len(data.train),
               "n_bank": len(bank), "n_test": len(test), "knn_k": profile.knn_k}
     done = read_store(store, budget, key=lambda e: (e["key"], e["seed"])) if store else {}
     jobs = [(RANDOM_INIT, seed) for seed in seed_list] + [(key, seed) for key in keys for seed in seed_list]
@@ -168,7 +173,7 @@ def run_ablation(profile: Profile, data: dict, variants: Sequence[str] | None = 
         if key == RANDOM_INIT:
             net = random_init_backbone(profile.stem, seed).to(dev)
         else:
-            net = pretrain_variant(VARIANTS[key], profile, data["train"].images, seed, dev).backbone
+            net = pretrain_variant(VARIANTS[key], profile, data.train.images, seed, dev).backbone
         entry = {"key": key, "seed": seed, "knn": round(knn_top1(net, bank, test, profile.knn_k, dev), 4),
                  "seconds": round(time.perf_counter() - t0, 1), "budget": budget}
         done[(key, seed)] = entry

@@ -150,7 +150,7 @@ def short_pretraining(data: str | None, device: torch.device, budget_s: float,
     except DataError as exc:
         log(f"{exc} gpu-check goes on with the bundled subset (the timings then do not scale to CIFAR-10).")
         loaded = load_pretrain_data(profile, "bundled", log=log)
-    n_train = len(loaded["train"])
+    n_train = len(loaded.train)
     walls = [time.perf_counter()]
 
     def on_epoch_end(row: dict) -> None:
@@ -176,7 +176,7 @@ def short_pretraining(data: str | None, device: torch.device, budget_s: float,
     steady_wall = wall_s[1:] or wall_s
     full = n_train == FULL_CIFAR10_TRAIN
     res = {
-        "data": loaded["spec"].describe(), "train_images": n_train, "epochs": len(metrics),
+        "data": loaded.spec.describe(), "train_images": n_train, "epochs": len(metrics),
         "stopped_early": stopped_early, "batch_size": profile.batch_size, "stem": profile.stem,
         "train_seconds_per_epoch": [round(s, 2) for s in train_s],
         "wall_seconds_per_epoch": [round(s, 2) for s in wall_s],  # training, monitor (last epoch), checkpoint
@@ -195,4 +195,4 @@ def short_pretraining(data: str | None, device: torch.device, budget_s: float,
         res["projected_colab_minutes_on_this_gpu"] = None
         res["projection_note"] = "needs full CIFAR-10 (pass --data PATH or allow the download)"
     res["steady_train_seconds_per_epoch"] = round(statistics.median(steady), 2) if steady else None
-    return res, loaded["train"].images
+    return res, loaded.train.images

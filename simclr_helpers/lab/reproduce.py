@@ -118,15 +118,15 @@ def run_reproduce(profile: Profile, data: str | Path | None = None, out: str | P
     """One row of the results table: pretrain (or resume a finished or interrupted run), then ``run_report``.
     The command line adds the command that made the row (``cli.command_line``)."""
     data_info = load_pretrain_data(profile, data, log=log)
-    row_id = _row_id(profile, data_info["spec"])
+    row_id = _row_id(profile, data_info.spec)
     out_dir = Path(out) if out else default_checkpoint_dir() / row_id
     if (out_dir / "last.pt").exists():  # the run it resumes must be the one the arguments describe
         default = PROFILES[profile.name]
         resumed_settings(out_dir / "last.pt", **{key: getattr(profile, key) for key in ("stem", "epochs", "lr_per_256")
                                                  if getattr(profile, key) != getattr(default, key)})
     result = run_pretrain(profile, data_info, out_dir, log=log, resume=True, device=device, progress=progress)
-    row = run_report(result.checkpoint, data_info["spec"], device, fractions, supervised, probe_epochs, log, progress,
-                     splits=data_info["splits"], supervised_steps=supervised_steps)
+    row = run_report(result.checkpoint, data_info.spec, device, fractions, supervised, probe_epochs, log, progress,
+                     splits=data_info.splits, supervised_steps=supervised_steps)
     row["id"] = row_id
     return row
 
