@@ -80,3 +80,13 @@ def test_seed_interval():
     assert s["mean"] == pytest.approx(0.32) and s["std"] == pytest.approx(0.02)
     assert s["high"] - s["mean"] == pytest.approx(4.3027 * 0.02 / np.sqrt(3), rel=1e-4)
     assert stats.seed_interval([0.3])["low"] is None
+
+
+def test_paired_t_is_the_t_interval_of_the_differences():
+    a, b = [0.5, 0.7, 0.6, 0.9], [0.4, 0.5, 0.6, 0.6]
+    c = stats.paired_t("A", a, "B", b)
+    d = np.subtract(a, b)
+    half = scipy_stats.t.ppf(0.975, 3) * d.std(ddof=1) / np.sqrt(4)
+    assert (c.gap, c.low, c.high) == pytest.approx((d.mean(), d.mean() - half, d.mean() + half))
+    assert c.method == "t interval over 4 images, paired by image"
+    assert stats.over_seeds("A", a, "B", b).method == "t interval over 4 seeds, paired by seed"
