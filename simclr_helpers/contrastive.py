@@ -91,6 +91,18 @@ def mean_pair_distance(x: torch.Tensor) -> float:
     return torch.pdist(x, p=2).pow(2).mean().item()
 
 
+def cross_view_distance(x: torch.Tensor, y: torch.Tensor) -> float:
+    """The mean of ||f(x_i) - f(y_j)||^2 over all pairs i != j, on L2-normalised features: how far a view of one
+    image is from a view of *another* image, measured on the same views that ``alignment`` pairs up (row i of
+    ``x`` and row i of ``y`` are two views of image i). The scale that ``alignment`` is small or large against."""
+    x, y = F.normalize(x.float(), dim=1), F.normalize(y.float(), dim=1)
+    n = len(x)
+    if n < 2:
+        raise ValueError("cross_view_distance needs at least two images")
+    sq = (2 - 2 * (x @ y.T)).clamp_min(0)  # ||a - b||^2 = 2 - 2 a.b for unit vectors
+    return ((sq.sum() - sq.diagonal().sum()) / (n * (n - 1))).item()
+
+
 @torch.no_grad()
 def two_view_outputs(net: nn.Module, images: torch.Tensor, seed: int = 0, stats: dict = NORMALIZE,
                      augment: AugmentConfig = CIFAR_AUGMENT,
