@@ -3,7 +3,8 @@ negatives at a temperature, and the alignment and uniformity of Wang & Isola (20
 
 Notebook 03 measures the contrastive top-1 of its run against a random-init model, and what the temperature
 does to the hardest negatives of a real batch; notebook 05 measures alignment and uniformity of the SimCLR and
-the random-init backbone. All of them work on cosine similarities (L2-normalised vectors), as NT-Xent does.
+the random-init model, on the backbone features h and on the projection z = g(h) the loss acts on. All of them
+work on cosine similarities (L2-normalised vectors), as NT-Xent does.
 """
 
 from __future__ import annotations
