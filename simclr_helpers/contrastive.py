@@ -3,7 +3,8 @@ negatives at a temperature, and the alignment and uniformity of Wang & Isola (20
 
 Notebook 03 measures the contrastive top-1 of its run against a random-init model, and what the temperature
 does to the hardest negatives of a real batch; notebook 05 measures alignment and uniformity of the SimCLR and
-the random-init backbone. All of them work on cosine similarities (L2-normalised vectors), as NT-Xent does.
+the random-init model, on the backbone features h and on the projection z = g(h) the loss acts on. All of them
+work on cosine similarities (L2-normalised vectors), as NT-Xent does.
 """
 
 from __future__ import annotations
@@ -89,6 +90,18 @@ def mean_pair_distance(x: torch.Tensor) -> float:
     orthogonal features."""
     x = F.normalize(x.float(), dim=1)
     return torch.pdist(x, p=2).pow(2).mean().item()
+
+
+def cross_view_distance(x: torch.Tensor, y: torch.Tensor) -> float:
+    """The mean of ||f(x_i) - f(y_j)||^2 over all pairs i != j, on L2-normalised features: how far a view of one
+    image is from a view of *another* image, measured on the same views that ``alignment`` pairs up (row i of
+    ``x`` and row i of ``y`` are two views of image i). The scale that ``alignment`` is small or large against."""
+    x, y = F.normalize(x.float(), dim=1), F.normalize(y.float(), dim=1)
+    n = len(x)
+    if n < 2:
+        raise ValueError("cross_view_distance needs at least two images")
+    sq = (2 - 2 * (x @ y.T)).clamp_min(0)  # ||a - b||^2 = 2 - 2 a.b for unit vectors
+    return ((sq.sum() - sq.diagonal().sum()) / (n * (n - 1))).item()
 
 
 @torch.no_grad()

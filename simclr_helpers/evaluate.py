@@ -201,3 +201,40 @@ def save_classifier(path: str | Path, backbone: nn.Module, fc: nn.Linear, stem: 
 
     return ClassifierRecord(backbone=backbone.state_dict(), fc=fc.state_dict(), stem=stem, classes=list(classes),
                             normalize=stats, source=source).save(path)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How well a classifier's confidence matches its accuracy (``calibration``): the expected calibration
+    error and, per confidence bin, the number of images, their mean confidence and their accuracy."""
+
+    ece: float
+    edges: torch.Tensor  # bins + 1 edges from 0 to 1; bin m holds confidences in (edges[m], edges[m + 1]]
+    counts: torch.Tensor
+    confidence: torch.Tensor  # mean confidence per bin (nan where empty)
+    accuracy: torch.Tensor  # accuracy per bin (nan where empty)
+
+
+def calibration(confidence: torch.Tensor, correct: torch.Tensor, bins: int = 15) -> Calibration:
+    """Expected calibration error (Guo et al., 2017) of top-1 predictions, and a reliability table.
+
+    ``confidence``: each image's largest softmax probability; ``correct``: whether that top class is right.
+    The confidences are split into ``bins`` equal-width bins of (0, 1]; ECE is the mean over bins of
+    |accuracy - mean confidence|, each bin weighted by its share of the images (0 for a calibrated model).
+    Notebook 06 measures it for the linear probe.
+    """
+    conf = torch.as_tensor(confidence, dtype=torch.float64).flatten()
+    right = torch.as_tensor(correct).flatten().to(torch.float64)
+    if conf.shape != right.shape or conf.numel() == 0:
+        raise ValueError(f"calibration() needs one confidence per prediction ({conf.numel()} and {right.numel()})")
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+    index = (torch.bucketize(conf, edges, right=False) - 1).clamp(0, bins - 1)  # (lo, hi]; 0 goes to the first
+    counts = torch.bincount(index, minlength=bins)
+    conf_sum = torch.bincount(index, weights=conf, minlength=bins)
+    right_sum = torch.bincount(index, weights=right, minlength=bins)
+    filled = counts > 0
+    nan = torch.full((bins,), float("nan"), dtype=torch.float64)
+    mean_conf = torch.where(filled, conf_sum / counts.clamp_min(1), nan)
+    acc = torch.where(filled, right_sum / counts.clamp_min(1), nan)
+    ece = ((right_sum - conf_sum).abs().sum() / conf.numel()).item()  # sum_b n_b/N |acc_b - conf_b|
+    return Calibration(ece, edges, counts, mean_conf, acc)

@@ -41,6 +41,13 @@ def random_init_backbone(stem: str, seed: int) -> nn.Sequential:
     return build_backbone(stem)
 
 
+def random_init_model(stem: str, seed: int, projection_dim: int = 128) -> SimCLRModel:
+    """The random-init SimCLR model, backbone and projection head, that training starts from with ``seed`` (as
+    ``train.training_setup`` builds it), untrained. Its backbone is ``random_init_backbone(stem, seed)``."""
+    seed_everything(seed)
+    return SimCLRModel(stem=stem, projection_dim=projection_dim)
+
+
 def feature_dim(backbone: nn.Module, size: int = 32) -> int:
     """Width of the backbone's output, measured with a dummy image (not assumed to be 512).
 

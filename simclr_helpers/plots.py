@@ -310,6 +310,25 @@ def topk_figure(image: np.ndarray | torch.Tensor, top: list[tuple[str, float]], 
     return fig
 
 
+def reliability_diagram(cal, title: str = "reliability (test set)", ax=None):
+    """Accuracy against mean confidence per confidence bin, from ``evaluate.calibration`` (notebook 06): a
+    calibrated classifier's bars reach the diagonal; bars below it mean overconfidence."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.6, 3.4))
+    edges = cal.edges.numpy()
+    width = edges[1:] - edges[:-1]
+    filled = cal.counts.numpy() > 0
+    ax.bar(edges[:-1][filled], cal.accuracy.numpy()[filled], width=width[filled], align="edge",
+           color="tab:blue", edgecolor="white", label="accuracy")
+    ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=0.8, label="calibrated")
+    ax.scatter(cal.confidence.numpy()[filled], cal.accuracy.numpy()[filled], s=8, color="tab:orange", zorder=3,
+               label="mean confidence")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top softmax probability)", ylabel="accuracy",
+           title=f"{title}, ECE {cal.ece:.3f}")
+    ax.legend(loc="upper left", frameon=False)
+    return ax
+
+
 def embedding_map(points: np.ndarray, labels: np.ndarray, classes, title: str, ax=None,
                   thumbnails: torch.Tensor | None = None, n_thumbnails: int = 0, seed: int = 0):
     """A 2-D embedding coloured by class, optionally with image thumbnails (notebook 05)."""

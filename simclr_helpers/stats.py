@@ -165,3 +165,21 @@ def seed_interval(values: Sequence[float]) -> dict:
     std = float(values.std(ddof=1))
     half = float(_scipy.t.ppf(0.5 + LEVEL / 2, values.size - 1)) * std / math.sqrt(values.size)
     return {"mean": mean, "std": std, "low": mean - half, "high": mean + half, "seeds": int(values.size)}
+
+
+def bootstrap_mean_gap(values_a, values_b, resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """mean(a) - mean(b) of a per-image score measured for two models on the same images (a silhouette value,
+    a loss), with its 95% percentile bootstrap interval: the images are resampled with replacement
+    ``resamples`` times, the same resample for both models (paired). Returns (gap, low, high).
+
+    Notebook 05 uses it for the silhouette: each image's value is computed once, on all images, and only the
+    mean over the images is resampled, which is cheap but treats the per-image values as fixed.
+    """
+    a, b = np.asarray(values_a, dtype=float).ravel(), np.asarray(values_b, dtype=float).ravel()
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError(f"bootstrap_mean_gap() needs the same images for both models ({a.size} and {b.size} given)")
+    d = a - b
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    return float(d.mean()), float(low), float(high)

@@ -132,3 +132,18 @@ def test_two_view_outputs_same_seed_same_views_and_mode_restored():
     assert a0.shape == (10, 4) and torch.equal(a0, b0) and torch.equal(a1, b1)
     assert not torch.equal(a0, a1)  # two different views of each image
     assert net.training
+
+
+def test_cross_view_distance_leaves_out_the_positive_pairs():
+    from simclr_helpers.contrastive import cross_view_distance
+
+    e = torch.eye(4)
+    # identical views of four orthogonal images: every pair of different images is sqrt(2) apart
+    assert cross_view_distance(e, e) == pytest.approx(2.0)
+    # 2 images, views x = [a, b], y = [a, -a]: the pairs i != j are (a, -a) at 4 and (b, a) at 2
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 3.0])  # lengths do not matter: normalised first
+    assert cross_view_distance(torch.stack([a, b]), torch.stack([a, -a])) == pytest.approx(3.0)
+    x, y = torch.randn(30, 8), torch.randn(30, 8)
+    xn, yn = F.normalize(x, dim=1), F.normalize(y, dim=1)
+    brute = [(xn[i] - yn[j]).pow(2).sum() for i in range(30) for j in range(30) if i != j]
+    assert cross_view_distance(x, y) == pytest.approx(torch.stack(brute).mean().item(), rel=1e-5)

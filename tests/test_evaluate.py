@@ -1,5 +1,6 @@
 """The evaluation protocol, and regression tests for the seed's evaluation mistakes."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -91,3 +92,25 @@ def test_linear_probe_folds_standardisation_into_the_layer():
 def test_confusion_matrix_counts():
     cm = confusion_matrix(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), 3)
     assert cm.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+
+
+def test_calibration_by_hand():
+    """Six predictions in 15 bins of width 1/15: confidences 0.05 (bin 0), 0.5 and 0.52 (bin 7), 0.9, 0.92
+    and 0.95 (bin 13 holds (0.8667, 0.9333], bin 14 holds 0.95). Bin 0: 1 image, right, |1 - 0.05| = 0.95.
+    Bin 7: 2 images, 1 right: |0.5 - 0.51| = 0.01. Bin 13: 2 images, both right: |1 - 0.91| = 0.09.
+    Bin 14: 1 image, wrong: |0 - 0.95| = 0.95. ECE = (1 * 0.95 + 2 * 0.01 + 2 * 0.09 + 1 * 0.95) / 6 = 0.35."""
+    from simclr_helpers.evaluate import calibration
+
+    conf = torch.tensor([0.05, 0.5, 0.52, 0.9, 0.92, 0.95])
+    right = torch.tensor([True, True, False, True, True, False])
+    cal = calibration(conf, right, bins=15)
+    assert cal.ece == pytest.approx(0.35)
+    assert cal.counts.tolist() == [1, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 2, 1]
+    assert cal.accuracy[7].item() == pytest.approx(0.5) and cal.confidence[13].item() == pytest.approx(0.91)
+    assert torch.isnan(cal.accuracy[1]) and len(cal.edges) == 16
+    # a calibrated classifier: in each bin the accuracy equals the confidence
+    perfect = calibration(torch.tensor([0.75] * 4), torch.tensor([True, True, True, False]), bins=15)
+    assert perfect.ece == pytest.approx(0.0)
+    # an edge value belongs to the bin it closes: 1/15 is in bin 0, 1.0 in the last bin
+    edges = calibration(torch.tensor([1 / 15, 1.0], dtype=torch.float64), torch.tensor([True, True]))
+    assert edges.counts.tolist()[::14] == [1, 1]

@@ -62,3 +62,17 @@ def test_the_random_init_baseline_is_where_pretraining_starts_from_the_same_seed
     for name, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[name]) and torch.equal(value, start[name]), name
     assert not torch.equal(a[0].weight, other[0].weight)
+
+
+def test_the_random_init_model_is_where_pretraining_starts_head_included(bundled):
+    from simclr_helpers.config import get_profile
+    from simclr_helpers.models import random_init_backbone, random_init_model
+    from simclr_helpers.train import training_setup
+
+    profile = get_profile("smoke").with_overrides(batch_size=16)
+    model = random_init_model("imagenet", 3, profile.projection_dim)
+    start = training_setup(profile, bundled.train.images[:32], "cpu", seed=3).model.state_dict()
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, start[name]), name
+    backbone = random_init_backbone("imagenet", 3).state_dict()
+    assert all(torch.equal(v, backbone[k]) for k, v in model.backbone.state_dict().items())

@@ -104,3 +104,12 @@ def test_notebook_setup_session(monkeypatch):
     assert session.profile.name == "smoke" and session.device.type in ("cpu", "cuda")
     assert session.checkpoint_dir.name == "smoke"
     assert session.relative(session.checkpoint_dir / "last.pt") == "checkpoints/smoke/last.pt"
+
+
+def test_reliability_diagram_draws_the_filled_bins():
+    from simclr_helpers.evaluate import calibration
+
+    cal = calibration(torch.tensor([0.05, 0.5, 0.52, 0.9]), torch.tensor([True, True, False, True]))
+    ax = plots.reliability_diagram(cal)
+    assert len(ax.patches) == 3 and "ECE" in ax.get_title()
+    plt.close(ax.figure)

@@ -90,3 +90,22 @@ def test_paired_t_is_the_t_interval_of_the_differences():
     assert (c.gap, c.low, c.high) == pytest.approx((d.mean(), d.mean() - half, d.mean() + half))
     assert c.method == "t interval over 4 images, paired by image"
     assert stats.over_seeds("A", a, "B", b).method == "t interval over 4 seeds, paired by seed"
+
+
+def test_bootstrap_mean_gap_of_a_constant_difference_has_no_width():
+    a = np.linspace(-0.5, 0.5, 200)
+    gap, low, high = stats.bootstrap_mean_gap(a + 0.1, a)
+    assert gap == pytest.approx(0.1) and low == pytest.approx(0.1) and high == pytest.approx(0.1)
+
+
+def test_bootstrap_mean_gap_is_paired_and_near_the_normal_interval():
+    rng = np.random.default_rng(1)
+    shared = rng.normal(0, 1, 2000)  # large per-image spread that both models share: pairing removes it
+    d = rng.normal(0.02, 0.1, 2000)
+    gap, low, high = stats.bootstrap_mean_gap(shared + d, shared, resamples=2000, seed=0)
+    half = 1.96 * d.std(ddof=1) / np.sqrt(d.size)
+    assert gap == pytest.approx(d.mean())
+    assert low == pytest.approx(gap - half, abs=0.3 * half) and high == pytest.approx(gap + half, abs=0.3 * half)
+    assert stats.bootstrap_mean_gap(shared + d, shared, seed=5) == stats.bootstrap_mean_gap(shared + d, shared, seed=5)
+    with pytest.raises(ValueError):
+        stats.bootstrap_mean_gap([1.0, 2.0], [1.0])
