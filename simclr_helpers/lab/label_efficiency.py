@@ -32,7 +32,8 @@ from ..data import CIFARSplits, ImageTensors
 from ..store import append_store, read_store
 
 FRACTIONS = (0.01, 0.1, 1.0)
-# Doubling grids of epochs per label fraction: about the same number of optimiser steps at the top of each.
+# Doubling grids of epochs per label fraction. An epoch is the whole batches of the labelled images
+# (supervised.steps_per_epoch), so the steps per epoch, and those at the top of a grid, differ between fractions.
 EPOCH_GRID = {0.01: (100, 200, 400), 0.1: (25, 50, 100), 1.0: (6, 12, 24)}
 PROBES = ("probe-simclr", "probe-random")
 TRAINED = ("scratch", "finetune")
