@@ -58,8 +58,10 @@ EXAMPLES = {
 variants: full, no-crop, no-colour, no-grey, crop-only, colour-only, tau-0.1, tau-0.5, blog-optimizer""",
     "label-efficiency": """examples:
   python -m simclr_helpers label-efficiency --checkpoint reference --data ~/data/cifar10-jpeg --record
-      (four curves at 1%, 10% and 100% of the labels; the trained ones' epochs chosen on a validation split;
-      resumable: every finished run is kept in --store, default checkpoints/label-efficiency/<run>.jsonl)
+      (four curves at 1%, 10% and 100% of the labels, every one's epochs chosen on a validation split;
+      resumable: every finished run is kept in --store, default checkpoints/label-efficiency/<run>.jsonl;
+      --record keeps the summary in the package's results file, which holds the reference's: for another run,
+      leave --record out and notebook 04 summarises its store)
   python -m simclr_helpers label-efficiency --checkpoint checkpoints/smoke/last.pt --fractions 0.1,1.0 \\
       --grid 0.1:2,4 --grid 1.0:1,2""",
     "results": """examples:
@@ -293,8 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("--methods", {"default": ",".join(("probe-simclr", "probe-random", "scratch", "finetune")),
                        "help": "which curves (default all four)"}),
         ("--grid", {"action": "append", "type": grid_item, "metavar": "FRACTION:EPOCHS,...",
-                    "help": "epoch budgets tried for one fraction (default 0.01:100,200,400 0.1:25,50,100 "
-                            "1.0:6,12,24)"}))
+                    "help": "epoch budgets tried for one fraction by the trained curves (default "
+                            "label_efficiency.EPOCH_GRID: 0.01:100,200,400,800 0.1:25,50,100,200 1.0:6,12,24)"}),
+        ("--probe-grid", {"type": comma_list(positive_int), "metavar": "EPOCHS,...",
+                          "help": "epoch budgets tried by the linear probes at every fraction (default "
+                                  "label_efficiency.PROBE_GRID: 25,50,100,200,400; the profile's linear_epochs, "
+                                  "100, is always among them)"}))
     command("label-efficiency", "probe, from-scratch and fine-tuned curves over label fractions",
             own, _flags(STORE, DEVICE, RECORD))
 
@@ -549,8 +555,7 @@ def cmd_ablate(args) -> int:
 
 def cmd_label_efficiency(args) -> int:
     from .checkpoints import RunRecord, is_reference
-    from .config import default_checkpoint_dir
-    from .lab.label_efficiency import METHODS, format_result, run_label_efficiency
+    from .lab.label_efficiency import METHODS, default_store, format_result, run_label_efficiency
     from .lab.results import stamp
     from .runs import run_splits
     from .runtime import pick_device
@@ -559,10 +564,10 @@ def cmd_label_efficiency(args) -> int:
     if unknown := [m for m in methods if m not in METHODS]:
         raise SimclrError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     _, splits = run_splits(RunRecord.load(args.checkpoint), args.data)
-    name = "reference" if is_reference(args.checkpoint) else Path(args.checkpoint).parent.name
-    store = Path(args.store) if args.store else default_checkpoint_dir() / "label-efficiency" / f"{name}.jsonl"
+    store = Path(args.store) if args.store else default_store(args.checkpoint)
     result = run_label_efficiency(args.checkpoint, splits, args.fractions, dict(args.grid or []) or None, store,
-                                  args.device, methods, log=_log)
+                                  args.device, methods, log=_log, **({"probe_grid": args.probe_grid}
+                                                                     if args.probe_grid else {}))
     print(format_result(result), end="")
     if args.record is not None:
         result.update({**stamp(pick_device(args.device)), "data": splits.train.source.split("/")[0],

@@ -1,6 +1,8 @@
 """Label efficiency: four curves on the same subsets, budgets chosen on validation images, resumable."""
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,18 +37,25 @@ def test_validation_is_the_pretraining_runs_held_out_split(bundled):
 def test_curves_budgets_and_resume(tiny_run, small_splits, tmp_path):
     store = tmp_path / "store.jsonl"
     lines = []
-    grid = {0.1: (1, 2), 1.0: (1,)}
+    grid, probe_grid = {0.1: (1, 2), 1.0: (1,)}, (2,)  # the profile's linear_epochs (5) joins the probes' grid
     result = le.run_label_efficiency(tiny_run.checkpoint, small_splits, (0.1, 1.0), grid, store, "cpu",
-                                     log=lines.append, progress=False)
+                                     log=lines.append, progress=False, probe_grid=probe_grid)
     entries = [json.loads(line) for line in store.read_text().splitlines()]
-    assert len(entries) == 2 * 2 + 2 + 1 + 2 + 1  # probes at both fractions, then each grid for both trained
-    assert lines[0] == "label efficiency: 10 runs, 0 already done, 10 to go"
+    assert len(entries) == 2 * 2 * 2 + 2 + 1 + 2 + 1  # probes (2 budgets) at both fractions, then the trained grids
+    assert lines[0] == "label efficiency: 14 runs, 0 already done, 14 to go"
     cell = result["fractions"]["0.1"]
     assert set(cell) == set(le.METHODS)
     for method in le.TRAINED:  # the chosen budget is the best on validation, the grid is kept
         assert set(cell[method]["grid"]) == {"1", "2"}
         assert cell[method]["val_top1"] == max(cell[method]["grid"].values())
         assert cell[method]["curve"] and all("val_top1" in point for point in cell[method]["curve"])
+    for method in le.PROBES:  # the probes' budget is chosen on the same validation split
+        assert set(cell[method]["grid"]) == {"2", "5"}
+        assert cell[method]["val_top1"] == max(cell[method]["grid"].values())
+        chosen = next(e for e in entries if (e["method"], e["fraction"], e["epochs"]) == (method, 0.1,
+                                                                                           cell[method]["epochs"]))
+        assert chosen["test_correct"] == cell[method]["test_correct"]
+    assert result["probe_epochs"] == 5  # the budget keeps naming the default probe budget
     n_pool = result["n_pool"]
     assert cell["probe-simclr"]["n_labels"] == cell["scratch"]["n_labels"] == pytest.approx(0.1 * n_pool, abs=10)
     assert result["fractions"]["1.0"]["finetune"]["n_labels"] == n_pool
@@ -54,9 +63,36 @@ def test_curves_budgets_and_resume(tiny_run, small_splits, tmp_path):
     assert correct.mean() == pytest.approx(cell["scratch"]["test_top1"], abs=1e-4)
 
     again = le.run_label_efficiency(tiny_run.checkpoint, small_splits, (0.1, 1.0), grid, store, "cpu",
-                                    log=lines.append, progress=False)
-    assert lines[-1] == "label efficiency: 10 runs, 10 already done, 0 to go"
+                                    log=lines.append, progress=False, probe_grid=probe_grid)
+    assert lines[-1] == "label efficiency: 14 runs, 14 already done, 0 to go"
     assert again["fractions"] == result["fractions"]
+
+    # The store read without training: complete for these grids (also with the checkpoint spelled as another
+    # path to the same run/last.pt), incomplete for a longer one.
+    for checkpoint in (tiny_run.checkpoint, os.path.relpath(tiny_run.checkpoint)):
+        summary, missing = le.stored_summary(checkpoint, small_splits, store, (0.1, 1.0), grid,
+                                             probe_grid=probe_grid)
+        assert missing == [] and summary["fractions"] == result["fractions"]
+        assert summary["seconds"] == result["seconds"] and summary["n_test"] == result["n_test"]
+    summary, missing = le.stored_summary(tiny_run.checkpoint, small_splits, store, (0.1, 1.0),
+                                         {0.1: (1, 2, 4), 1.0: (1,)}, probe_grid=(2, 10))
+    assert summary is None
+    assert missing == [("probe-simclr", 0.1, 10), ("probe-random", 0.1, 10), ("probe-simclr", 1.0, 10),
+                       ("probe-random", 1.0, 10), ("scratch", 0.1, 4), ("finetune", 0.1, 4)]
+
+
+def test_the_measured_grids_are_the_defaults(tiny_run, small_splits, tmp_path):
+    """Without ``grid``, the trained curves try ``EPOCH_GRID`` (the grids the recorded measurement used) and the
+    probes ``PROBE_GRID``, which holds the default probe budget, so stored runs of that budget are reused."""
+    assert le.EPOCH_GRID == {0.01: (100, 200, 400, 800), 0.1: (25, 50, 100, 200), 1.0: (6, 12, 24)}
+    assert 100 in le.PROBE_GRID and list(le.PROBE_GRID) == sorted(le.PROBE_GRID)
+    summary, missing = le.stored_summary(tiny_run.checkpoint, small_splits, tmp_path / "none.jsonl")
+    probes = sorted({*le.PROBE_GRID, 5})  # the tiny profile's linear_epochs joins the grid
+    assert summary is None
+    assert missing == ([(m, f, e) for f in le.FRACTIONS for m in le.PROBES for e in probes]
+                       + [(m, f, e) for f in le.FRACTIONS for m in le.TRAINED for e in le.EPOCH_GRID[f]])
+    assert le.default_store("reference").name == "reference.jsonl"
+    assert le.default_store(tiny_run.checkpoint).name == f"{Path(tiny_run.checkpoint).parent.name}.jsonl"
 
 
 def test_finetuning_starts_from_the_pretrained_backbone(tiny_run, small_splits, monkeypatch):
@@ -83,12 +119,14 @@ def test_the_command_records_its_summary_and_refuses_bad_arguments(tiny_run, tmp
 
     results = tmp_path / "results.json"
     args = ["label-efficiency", "--checkpoint", str(tiny_run.checkpoint), "--fractions", "1.0",
-            "--methods", "probe-simclr,probe-random", "--store", str(tmp_path / "s.jsonl")]
+            "--methods", "probe-simclr,probe-random", "--probe-grid", "2", "--store", str(tmp_path / "s.jsonl")]
     assert main([*args, "--record", str(results)]) == 0
     out = capsys.readouterr().out
     assert "100% of the labels, linear probe, SimCLR features: test top-1" in out
     stored = load(results)["label_efficiency"]
     assert set(stored["fractions"]["1.0"]) == {"probe-simclr", "probe-random"} and stored["n_test"] == 1000
+    assert set(stored["fractions"]["1.0"]["probe-simclr"]["grid"]) == {"2", "5"}  # with the profile's 5 epochs
+    assert "--probe-grid 2" in stored["command"]
     with pytest.raises(SystemExit) as info:  # a budget of 0 epochs: refused where argparse reads it
         main([*args, "--grid", "1.0:0"])
     assert info.value.code == 2 and "argument --grid: 0 is too small" in capsys.readouterr().err
@@ -128,6 +166,13 @@ def test_paired_comparisons_and_the_readme_table_read_the_stored_correctness():
     table = label_efficiency_table(summary)
     assert "| 1% (450 images) |" in table and "60.0% [" in table and "20 epochs" in table
     assert str(tuned) in table and "10 ep 59.0% / 20 ep 60.0%" in table
+    assert "50.0% [" in table and "100 epochs" in table  # the probes' chosen budget, from their own grid
+    assert "Linear probes on the frozen features: their epochs chosen the same way, from 10, 20" in table
+    for cell in summary["fractions"].values():  # a summary measured with one probe budget says it was fixed
+        for method in le.PROBES:
+            cell[method]["grid"] = {"100": cell[method]["val_top1"]}
+    table = label_efficiency_table(summary)
+    assert "Linear probes: a fixed 100 epochs on the frozen features." in table and "The trained curves'" in table
     assert label_efficiency_table(None).startswith("Not measured yet")
 
 

@@ -2,39 +2,50 @@
 
 Four curves on the same class-balanced label subsets, measured on the same test images:
 
-* ``probe-simclr``: a linear probe on the frozen SimCLR backbone's features (``evaluate``, 100 epochs);
+* ``probe-simclr``: a linear probe on the frozen SimCLR backbone's features (``evaluate.train_linear_probe``);
 * ``probe-random``: the same probe on a random-init backbone of the same stem;
 * ``scratch``: a ResNet-18 of the same stem trained from scratch with the standard supervised
   augmentation (padded random crop and flip, ``supervised.train_supervised``);
 * ``finetune``: the SimCLR backbone with a new linear layer, trained end to end with the same recipe.
 
-The two trained curves get their number of epochs from a validation split, never from the test set:
-the training images the run held out of pretraining (its kNN-monitor queries, 10%), which neither the
-backbone nor any labelled subset has seen. Each budget of a doubling grid is trained with its own warm-up
-and cosine schedule; the budget with the best validation top-1 is the one reported, and the whole grid is
-kept, so that a reader sees whether doubling the budget still helped (then the grid was too short).
+All four curves get their number of epochs from a validation split, never from the test set: the
+training images the run held out of pretraining (its kNN-monitor queries, 10%), which neither the backbone
+nor any labelled subset has seen. Each budget of a grid (``EPOCH_GRID`` for the trained curves,
+``PROBE_GRID`` for the probes) is a run of its own, with its own schedule; the budget with the best
+validation top-1 is the one reported, and the whole grid is kept (every budget is tested too), so that a
+reader sees whether a longer budget still helped (then the grid was too short).
 
 Every finished (method, fraction, epochs) is appended to a JSON-lines store as it ends, so an interrupted
-run continues where it stopped, as the ablation does. Each keeps its per-image test correctness (packed
+run continues where it stopped, as the ablation does; ``stored_summary`` reads a finished store without
+training anything. Each keeps its per-image test correctness (packed
 bits), so that any two curves at one fraction compare on the same test images (``stats.paired``).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ..checkpoints import is_reference
 from ..data import CIFARSplits, ImageTensors
 from ..store import append_store, read_store
 
 FRACTIONS = (0.01, 0.1, 1.0)
-# Doubling grids of epochs per label fraction. An epoch is the whole batches of the labelled images
-# (supervised.steps_per_epoch), so the steps per epoch, and those at the top of a grid, differ between fractions.
-EPOCH_GRID = {0.01: (100, 200, 400), 0.1: (25, 50, 100), 1.0: (6, 12, 24)}
+# The trained curves' budgets per label fraction: doubling until the validation top-1 stops rising. 1% and 10%
+# were extended by one doubling (800 and 200 epochs) because the network from scratch was still improving at
+# the top of the first grids (400 and 100). An epoch is the whole batches of the labelled images
+# (supervised.steps_per_epoch: at 1%, 450 images, one step of 256 of them drawn at random), so the steps per
+# epoch, and those at the top of a grid, differ between fractions.
+EPOCH_GRID = {0.01: (100, 200, 400, 800), 0.1: (25, 50, 100, 200), 1.0: (6, 12, 24)}
+# The probes' budgets, the same at every fraction, chosen on the same validation split. It holds 100, the
+# profiles' ``linear_epochs``: the budget's ``probe_epochs`` names that default probe budget, and is kept in
+# the budget so that every probe run stored before the grid existed is still reused.
+PROBE_GRID = (25, 50, 100, 200, 400)
 PROBES = ("probe-simclr", "probe-random")
 TRAINED = ("scratch", "finetune")
 METHODS = (*PROBES, *TRAINED)
@@ -60,11 +71,53 @@ def split_validation(train: ImageTensors, seed: int = 0) -> tuple[ImageTensors, 
     return train.split(VALIDATION_FRACTION, seed=seed)
 
 
+def default_store(checkpoint) -> Path:
+    """Where ``label-efficiency`` keeps a run's finished runs unless ``--store`` says otherwise:
+    ``checkpoints/label-efficiency/<run>.jsonl`` (``reference.jsonl`` for the reference weights)."""
+    from ..config import default_checkpoint_dir
+
+    name = "reference" if is_reference(checkpoint) else Path(checkpoint).parent.name
+    return default_checkpoint_dir() / "label-efficiency" / f"{name}.jsonl"
+
+
+def _plan(checkpoint, record, splits: CIFARSplits, fractions: Sequence[float], grid: dict | None,
+          methods: Sequence[str], probe_grid: Sequence[int], store) -> tuple:
+    """(pool, validation, budget, jobs, done): the runs a measurement needs, and those a store already holds."""
+    p = record.profile
+    grid = {f: tuple((grid or {}).get(f, EPOCH_GRID.get(f, ()))) for f in fractions}
+    probe_grid = tuple(sorted({*probe_grid, p.linear_epochs}))  # the default budget's stored runs are reused
+    pool, validation = split_validation(splits.train, p.seed)
+    budget = {"checkpoint": str(checkpoint), "stem": p.stem, "n_pool": len(pool), "n_validation": len(validation),
+              "n_test": len(splits.test), "probe_epochs": p.linear_epochs, "batch_size": p.batch_size}
+    budget, done = _read(store, budget) if store else (budget, {})
+    jobs = [(m, f, e) for f in fractions for m in PROBES if m in methods for e in probe_grid]
+    jobs += [(m, f, e) for f in fractions for m in TRAINED if m in methods for e in grid[f]]
+    return pool, validation, budget, jobs, done
+
+
+def _read(store, budget: dict) -> tuple[dict, dict]:
+    """(budget, the store's finished runs of it). A run's checkpoint may be spelled as another path to the same
+    ``<run>/last.pt`` (relative here, absolute there): the store's spelling is then the budget's."""
+    path = Path(store)
+    if path.exists() and not is_reference(budget["checkpoint"]):
+        first = path.read_text().split("\n", 1)[0]
+        try:
+            stored = json.loads(first).get("budget", {}).get("checkpoint")
+        except json.JSONDecodeError:
+            stored = None
+        if stored and not is_reference(stored) and Path(stored).parts[-2:] == Path(budget["checkpoint"]).parts[-2:]:
+            budget = {**budget, "checkpoint": stored}
+    return budget, read_store(path, budget, key=_key)
+
+
 def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[float] = FRACTIONS,
                          grid: dict | None = None, store: str | Path | None = None, device=None,
                          methods: Sequence[str] = METHODS, log: Callable[[str], None] | None = print,
-                         progress: bool = True) -> dict:
-    """Measure the four curves for ``checkpoint`` (a pretraining checkpoint or ``reference``) on ``splits``."""
+                         progress: bool = True, probe_grid: Sequence[int] = PROBE_GRID) -> dict:
+    """Measure the four curves for ``checkpoint`` (a pretraining checkpoint or ``reference``) on ``splits``.
+
+    ``grid``: the trained curves' budgets per fraction (``EPOCH_GRID`` where a fraction is missing);
+    ``probe_grid``: the probes' budgets (the profile's ``linear_epochs`` always among them)."""
     from ..evaluate import extract_features, freeze, label_subset, linear_accuracy, train_linear_probe
     from ..models import random_init_backbone
     from ..runtime import pick_device
@@ -72,18 +125,13 @@ def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[fl
     from ..train import load_simclr
 
     log = log or (lambda s: None)
-    grid = {f: tuple(grid.get(f, EPOCH_GRID.get(f, ()))) for f in fractions} if grid else EPOCH_GRID
     dev = pick_device(device)
     model, record = load_simclr(checkpoint, device=dev)
     p, stats = record.profile, record.normalize
-    pool, validation = split_validation(splits.train, p.seed)
+    pool, validation, budget, jobs, done = _plan(checkpoint, record, splits, fractions, grid, methods,
+                                                 probe_grid, store)
     test = splits.test
     n_classes = len(splits.train.classes)
-    budget = {"checkpoint": str(checkpoint), "stem": p.stem, "n_pool": len(pool), "n_validation": len(validation),
-              "n_test": len(test), "probe_epochs": p.linear_epochs, "batch_size": p.batch_size}
-    done = read_store(store, budget, key=_key) if store else {}
-    jobs = [(m, f, p.linear_epochs) for f in fractions for m in PROBES if m in methods]
-    jobs += [(m, f, e) for f in fractions for m in TRAINED if m in methods for e in grid[f]]
     todo = [job for job in jobs if job not in done]
     log(f"label efficiency: {len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to go")
 
@@ -126,6 +174,20 @@ def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[fl
     return summarise(list(done.values()), budget, fractions, methods)
 
 
+def stored_summary(checkpoint, splits: CIFARSplits, store: str | Path, fractions: Sequence[float] = FRACTIONS,
+                   grid: dict | None = None, methods: Sequence[str] = METHODS,
+                   probe_grid: Sequence[int] = PROBE_GRID) -> tuple[dict | None, list[tuple]]:
+    """``(summary, [])`` when ``store`` holds every run of the grids, summarised as ``run_label_efficiency``
+    would return it, without training anything; else ``(None, missing)``, the ``(method, fraction, epochs)``
+    still to run. Only runs of this measurement's budget count (a store of another budget is refused)."""
+    from ..checkpoints import RunRecord
+
+    *_, budget, jobs, done = _plan(checkpoint, RunRecord.load(checkpoint), splits, fractions, grid, methods,
+                                   probe_grid, store)
+    missing = [job for job in jobs if job not in done]
+    return (None, missing) if missing else (summarise(list(done.values()), budget, fractions, methods), [])
+
+
 def _key(entry: dict) -> tuple:
     return entry["method"], entry["fraction"], entry["epochs"]
 
@@ -158,8 +220,9 @@ def format_result(result: dict) -> str:
                    for share, cell in result["fractions"].items() for method, row in cell.items())
 
 
-# Budgets for the smoke profile (the bundled subset, a few minutes on a CPU): the protocol, not the figures.
+# Budgets for the bundled subset (about a minute on a CPU): the protocol, not the figures.
 SMOKE_GRID = {0.01: (20, 40), 0.1: (4, 8), 1.0: (1, 2)}
+SMOKE_PROBE_GRID = (25, 50, 100)
 # The questions a reader asks of the four curves, each answered at every fraction with a paired test.
 COMPARISONS = (("finetune", "scratch"), ("probe-simclr", "scratch"), ("finetune", "probe-simclr"),
                ("probe-simclr", "probe-random"))

@@ -331,17 +331,19 @@ def recorded_label_efficiency(checkpoint, n_test: int, path: str | Path = RESULT
 
 def label_efficiency_table(summary: dict | None) -> str:
     """The README's label-efficiency table: the four curves' test top-1 with 95% intervals at each fraction,
-    the trained curves' chosen budgets, and the paired tests the course draws its conclusions from."""
+    the budgets chosen on validation, and the paired tests the course draws its conclusions from."""
     from ..stats import format_interval
-    from .label_efficiency import LABELS, METHODS, comparisons
+    from .label_efficiency import LABELS, METHODS, PROBES, comparisons
 
     if not summary:
         return f"Not measured yet: `{LABEL_EFFICIENCY_COMMAND}` (about two hours on two CPU cores).\n"
     n = summary["n_test"]
     fractions = sorted(summary["fractions"], key=float)
+    cells = [summary["fractions"][f] for f in fractions]
+    # the methods whose epochs were chosen on validation: the trained ones, and the probes when they had a grid
+    tuned = [m for m in METHODS if m not in PROBES or any(len(c[m]["grid"]) > 1 for c in cells if m in c)]
     lines = ["| labels | " + " | ".join(LABELS[m] for m in METHODS) + " |", "|---" * (len(METHODS) + 1) + "|"]
-    for f in fractions:
-        cell = summary["fractions"][f]
+    for f, cell in zip(fractions, cells, strict=True):
         first = next(iter(cell.values()))
         entries = []
         for m in METHODS:
@@ -349,7 +351,7 @@ def label_efficiency_table(summary: dict | None) -> str:
                 entries.append("—")
                 continue
             text = format_interval(cell[m]["test_top1"], n)
-            if m in ("scratch", "finetune"):
+            if m in tuned:
                 text += f", {cell[m]['epochs']} epochs"
             entries.append(text)
         lines.append(f"| {float(f):.0%} ({first['n_labels']:,} images) | " + " | ".join(entries) + " |")
@@ -357,10 +359,18 @@ def label_efficiency_table(summary: dict | None) -> str:
     lines += [f"- {float(f):.0%} of the labels: {c}" for f, c in comparisons(summary)]
     budgets = "; ".join(f"{float(f):.0%}: " + ", ".join(
         f"{LABELS[m].split(' (')[0]} {' / '.join(f'{e} ep {100 * v:.1f}%' for e, v in cell[m]['grid'].items())}"
-        for m in ("scratch", "finetune") if m in cell) for f, cell in summary["fractions"].items())
-    lines += ["", f"The trained curves' epochs are chosen on a validation split, never on the test set: the "
+        for m in tuned if m in cell) for f, cell in zip(fractions, cells, strict=True))
+    probe_grids = sorted({int(e) for cell in cells for m in PROBES if m in cell for e in cell[m]["grid"]})
+    if any(m in tuned for m in PROBES):
+        probes = (f"Linear probes on the frozen features: their epochs chosen the same way, from "
+                  f"{', '.join(map(str, probe_grids))} (the chosen ones in the table).")
+    else:
+        probes = (f"Linear probes: a fixed {', '.join(map(str, probe_grids)) or summary['probe_epochs']} "
+                  "epochs on the frozen features.")
+    who = "The curves'" if all(m in tuned for m in METHODS) else "The trained curves'"
+    lines += ["", f"{who} epochs are chosen on a validation split, never on the test set: the "
               f"{summary['n_validation']:,} training images the run held out of pretraining. Validation top-1 by "
-              f"budget: {budgets}. Linear probes: {summary['probe_epochs']} epochs on the frozen features. "
+              f"budget: {budgets}. {probes} "
               f"Labelled images are class-balanced subsets of the {summary['n_pool']:,} others, the same for "
               f"every curve; the test set is all {n:,} test images. "
               f"Measured with `{summary.get('command', LABEL_EFFICIENCY_COMMAND)}` "
