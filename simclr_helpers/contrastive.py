@@ -33,13 +33,21 @@ def view_similarities(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
     return sim
 
 
-def contrastive_top1(z0: torch.Tensor, z1: torch.Tensor) -> float:
-    """How often a view's positive is its most similar other view in the batch (the NT-Xent task, solved).
+def contrastive_hits(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
+    """For each of the 2N views (z0's N, then z1's N), whether its most similar other view in the batch is its
+    positive: a boolean tensor of 2N, the per-view answers that ``stats.paired`` compares between two networks.
 
-    ``z0[i]`` and ``z1[i]`` are the embeddings of two views of image i. Chance is 1 / (2N - 1).
+    ``z0[i]`` and ``z1[i]`` are the embeddings of two views of image i. Chance is 1 / (2N - 1) per view.
     """
     sim = view_similarities(z0, z1)
-    return (sim.argmax(dim=1) == positive_index(len(z0), sim.device)).float().mean().item()
+    return sim.argmax(dim=1) == positive_index(len(z0), sim.device)
+
+
+def contrastive_top1(z0: torch.Tensor, z1: torch.Tensor) -> float:
+    """How often a view's positive is its most similar other view in the batch (the NT-Xent task, solved):
+    the mean of ``contrastive_hits``. Chance is 1 / (2N - 1).
+    """
+    return contrastive_hits(z0, z1).float().mean().item()
 
 
 def negative_similarities(z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:

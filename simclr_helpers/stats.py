@@ -82,11 +82,12 @@ def _as_bool(values) -> np.ndarray:
     return array.astype(bool).ravel()
 
 
-def paired(name_a: str, correct_a, name_b: str, correct_b) -> Comparison:
+def paired(name_a: str, correct_a, name_b: str, correct_b, unit: str = "test images") -> Comparison:
     """Two models on the same test images: McNemar's exact test and the gap's exact 95% interval.
 
     ``correct_a``, ``correct_b``: per test image, whether each model got it right (the same images in the
-    same order; tensors, arrays or lists of booleans).
+    same order; tensors, arrays or lists of booleans). ``unit`` names the items in the printed method when
+    they are not test images (notebook 03 compares two networks on the same views).
     """
     a, b = _as_bool(correct_a), _as_bool(correct_b)
     if a.shape != b.shape or a.size == 0:
@@ -95,7 +96,7 @@ def paired(name_a: str, correct_a, name_b: str, correct_b) -> Comparison:
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
     discordant = only_a + only_b
     gap = (only_a - only_b) / n
-    method = f"McNemar's exact test, {n:,} test images, {discordant:,} discordant"
+    method = f"McNemar's exact test, {n:,} {unit}, {discordant:,} discordant"
     if discordant == 0:
         return Comparison(name_a, name_b, 0.0, 0.0, 0.0, method, 1.0)
     test = _scipy.binomtest(only_a, discordant, 0.5)

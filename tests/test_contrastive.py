@@ -8,6 +8,7 @@ from torch import nn
 
 from simclr_helpers.contrastive import (
     alignment,
+    contrastive_hits,
     contrastive_top1,
     hard_negative_share,
     hardest_count,
@@ -39,6 +40,15 @@ def test_half_solved():
     z0 = torch.eye(4)
     z1 = torch.stack([z0[0], z0[1], z0[3], z0[2]])  # images 0 and 1 right, 2 and 3 swapped
     assert contrastive_top1(z0, z1) == 0.5
+
+
+def test_contrastive_hits_are_per_view_and_average_to_the_top1():
+    z0 = torch.eye(4)
+    z1 = torch.stack([z0[0], z0[1], z0[3], z0[2]])  # images 0 and 1 right, 2 and 3 swapped
+    hits = contrastive_hits(z0, z1)
+    assert hits.dtype == torch.bool and hits.tolist() == [True, True, False, False, True, True, False, False]
+    z0, z1 = torch.randn(16, 8), torch.randn(16, 8)
+    assert contrastive_hits(z0, z1).float().mean().item() == contrastive_top1(z0, z1)
 
 
 def test_random_embeddings_score_near_chance():

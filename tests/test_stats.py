@@ -40,6 +40,11 @@ def test_paired_needs_the_same_images():
         stats.paired("A", [True, False], "B", [True])
 
 
+def test_paired_names_its_items():
+    c = stats.paired("A", [True, True, False], "B", [False, True, False], unit="views")
+    assert c.method == "McNemar's exact test, 3 views, 1 discordant"
+
+
 def test_t_interval_paired_by_seed_matches_students_sleep_data():
     # Student (1908) / Cushny & Peebles: extra hours of sleep under two drugs, the same ten patients.
     one = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
