@@ -71,13 +71,19 @@ def split_validation(train: ImageTensors, seed: int = 0) -> tuple[ImageTensors, 
     return train.split(VALIDATION_FRACTION, seed=seed)
 
 
+# The reference weights' finished runs ship with the course: the measurement its results file records.
+REFERENCE_STORE = Path(__file__).resolve().parents[1] / "assets" / "label-efficiency" / "reference.jsonl"
+
+
 def default_store(checkpoint) -> Path:
     """Where ``label-efficiency`` keeps a run's finished runs unless ``--store`` says otherwise:
-    ``checkpoints/label-efficiency/<run>.jsonl`` (``reference.jsonl`` for the reference weights)."""
+    ``checkpoints/label-efficiency/<run>.jsonl``, and for the reference weights the store that ships with the
+    course (``simclr_helpers/assets/label-efficiency/reference.jsonl``), so that its recorded runs are reused."""
     from ..config import default_checkpoint_dir
 
-    name = "reference" if is_reference(checkpoint) else Path(checkpoint).parent.name
-    return default_checkpoint_dir() / "label-efficiency" / f"{name}.jsonl"
+    if is_reference(checkpoint):
+        return REFERENCE_STORE
+    return default_checkpoint_dir() / "label-efficiency" / f"{Path(checkpoint).parent.name}.jsonl"
 
 
 def _plan(checkpoint, record, splits: CIFARSplits, fractions: Sequence[float], grid: dict | None,
