@@ -178,6 +178,8 @@ def colab(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for name in COURSE_ENV:  # Colab sets none of the course's variables
             mp.delenv(name, raising=False)
+        # Nor a PYTHONPATH that reaches this checkout: the kernel must import the course the install line put there.
+        mp.delenv("PYTHONPATH", raising=False)
         mp.setenv("JUPYTER_PATH", os.pathsep.join(filter(None, [str(JUPYTER / "share" / "jupyter"),
                                                                 os.environ.get("JUPYTER_PATH")])))
         mp.setenv("IPYTHONDIR", str(home / "ipython"))

@@ -336,7 +336,7 @@ def label_efficiency_table(summary: dict | None) -> str:
     from .label_efficiency import LABELS, METHODS, PROBES, comparisons
 
     if not summary:
-        return f"Not measured yet: `{LABEL_EFFICIENCY_COMMAND}` (about two hours on two CPU cores).\n"
+        return f"Not measured yet: `{LABEL_EFFICIENCY_COMMAND}` (several hours on two CPU cores; resumable).\n"
     n = summary["n_test"]
     fractions = sorted(summary["fractions"], key=float)
     cells = [summary["fractions"][f] for f in fractions]
