@@ -84,7 +84,7 @@ def test_curves_budgets_and_resume(tiny_run, small_splits, tmp_path):
 def test_the_measured_grids_are_the_defaults(tiny_run, small_splits, tmp_path):
     """Without ``grid``, the trained curves try ``EPOCH_GRID`` (the grids the recorded measurement used) and the
     probes ``PROBE_GRID``, which holds the default probe budget, so stored runs of that budget are reused."""
-    assert le.EPOCH_GRID == {0.01: (100, 200, 400, 800), 0.1: (25, 50, 100, 200), 1.0: (6, 12, 24)}
+    assert le.EPOCH_GRID == {0.01: (100, 200, 400, 800), 0.1: (25, 50, 100, 200, 400), 1.0: (6, 12, 24)}
     assert 100 in le.PROBE_GRID and list(le.PROBE_GRID) == sorted(le.PROBE_GRID)
     summary, missing = le.stored_summary(tiny_run.checkpoint, small_splits, tmp_path / "none.jsonl")
     probes = sorted({*le.PROBE_GRID, 5})  # the tiny profile's linear_epochs joins the grid
