@@ -98,44 +98,37 @@ def _number(text: str, kind):
     return value
 
 
+def _checked(text: str, kind, ok, problem: str):
+    """``text`` read as ``kind``; ``problem`` (formatted with the value) when ``ok(value)`` is false."""
+    value = _number(text, kind)
+    if not ok(value):
+        raise argparse.ArgumentTypeError(problem.format(value))
+    return value
+
+
 def positive_int(text: str) -> int:
     """1 or more (epochs, steps, images, seeds)."""
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is too small; give 1 or more")
-    return value
+    return _checked(text, int, lambda v: v >= 1, "{} is too small; give 1 or more")
 
 
 def non_negative_int(text: str) -> int:
     """0 or more (a seed, DataLoader workers, epochs where 0 skips the measurement)."""
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
-    return value
+    return _checked(text, int, lambda v: v >= 0, "{} is negative; give 0 or more")
 
 
 def batch_size(text: str) -> int:
     """2 or more: NT-Xent needs at least one other image in the batch as a negative."""
-    value = _number(text, int)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"{value} is too small; give a batch of 2 or more (NT-Xent needs negatives)")
-    return value
+    return _checked(text, int, lambda v: v >= 2, "{} is too small; give a batch of 2 or more (NT-Xent needs negatives)")
 
 
 def positive_float(text: str) -> float:
     """A finite number above 0 (a learning rate, minutes)."""
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value:g} is not above 0; give a positive number")
-    return value
+    return _checked(text, float, lambda v: v > 0, "{:g} is not above 0; give a positive number")
 
 
 def fraction(text: str) -> float:
     """A share of the labels in (0, 1]."""
-    value = _number(text, float)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{value:g} is not a fraction in (0, 1]; give one such as 0.1")
-    return value
+    return _checked(text, float, lambda v: 0 < v <= 1, "{:g} is not a fraction in (0, 1]; give one such as 0.1")
 
 
 def _comma_text(values) -> str:
