@@ -42,7 +42,8 @@ def test_curves_budgets_and_resume(tiny_run, small_splits, tmp_path):
                                      log=lines.append, progress=False, probe_grid=probe_grid)
     entries = [json.loads(line) for line in store.read_text().splitlines()]
     assert len(entries) == 2 * 2 * 2 + 2 + 1 + 2 + 1  # probes (2 budgets) at both fractions, then the trained grids
-    assert lines[0] == "label efficiency: 14 runs, 0 already done, 14 to go"
+    assert lines[0] == ("label efficiency: 0 runs already done, 8 to go, and up to 6 more where validation is "
+                        "still rising (a grid ends at the first budget that does not improve it)")
     cell = result["fractions"]["0.1"]
     assert set(cell) == set(le.METHODS)
     for method in le.TRAINED:  # the chosen budget is the best on validation, the grid is kept
@@ -64,7 +65,7 @@ def test_curves_budgets_and_resume(tiny_run, small_splits, tmp_path):
 
     again = le.run_label_efficiency(tiny_run.checkpoint, small_splits, (0.1, 1.0), grid, store, "cpu",
                                     log=lines.append, progress=False, probe_grid=probe_grid)
-    assert lines[-1] == "label efficiency: 14 runs, 14 already done, 0 to go"
+    assert lines[-1].startswith("label efficiency: 14 runs already done, 0 to go, and up to 0 more")
     assert again["fractions"] == result["fractions"]
 
     # The store read without training: complete for these grids (also with the checkpoint spelled as another
@@ -76,9 +77,33 @@ def test_curves_budgets_and_resume(tiny_run, small_splits, tmp_path):
         assert summary["seconds"] == result["seconds"] and summary["n_test"] == result["n_test"]
     summary, missing = le.stored_summary(tiny_run.checkpoint, small_splits, store, (0.1, 1.0),
                                          {0.1: (1, 2, 4), 1.0: (1,)}, probe_grid=(2, 10))
-    assert summary is None
-    assert missing == [("probe-simclr", 0.1, 10), ("probe-random", 0.1, 10), ("probe-simclr", 1.0, 10),
-                       ("probe-random", 1.0, 10), ("scratch", 0.1, 4), ("finetune", 0.1, 4)]
+    longer = [("probe-simclr", 0.1, 10), ("probe-random", 0.1, 10), ("probe-simclr", 1.0, 10),
+              ("probe-random", 1.0, 10), ("scratch", 0.1, 4), ("finetune", 0.1, 4)]
+
+    def rising(method, fraction):  # every stored budget of the curve beat the shorter ones on validation
+        vals = [e["val_top1"] for e in sorted(entries, key=lambda e: e["epochs"])
+                if (e["method"], e["fraction"]) == (method, fraction)]
+        return all(v > max(vals[:i]) for i, v in enumerate(vals) if i)
+
+    assert missing == [job for job in longer if rising(*job[:2])]
+    assert (summary is None) == bool(missing)
+
+
+def test_a_grid_ends_where_validation_stops_improving():
+    """Budgets are walked upwards; the first one that does not beat every shorter budget on validation ends the
+    grid (it is kept and reported), and nothing longer is run; an unrun budget is the next job, the rest may follow."""
+    def done(*vals):
+        return {("scratch", 0.1, e): {"val_top1": v} for e, v in zip((25, 50, 100, 200), vals)}
+
+    grid = (25, 50, 100, 200)
+    assert le._walk("scratch", 0.1, grid, done(0.53, 0.60, 0.59)) == (
+        [("scratch", 0.1, 25), ("scratch", 0.1, 50), ("scratch", 0.1, 100)], [])
+    assert le._walk("scratch", 0.1, grid, done(0.53, 0.53)) == ([("scratch", 0.1, 25), ("scratch", 0.1, 50)], [])
+    assert le._walk("scratch", 0.1, grid, done(0.53, 0.60)) == (
+        [("scratch", 0.1, 25), ("scratch", 0.1, 50), ("scratch", 0.1, 100)], [200])
+    assert le._walk("scratch", 0.1, grid, done(0.53, 0.60, 0.61, 0.62)) == (
+        [("scratch", 0.1, e) for e in grid], [])  # still rising at the top: the grid was too short
+    assert le._walk("scratch", 0.1, grid, {}) == ([("scratch", 0.1, 25)], [50, 100, 200])
 
 
 def test_the_measured_grids_are_the_defaults(tiny_run, small_splits, tmp_path):
@@ -89,8 +114,8 @@ def test_the_measured_grids_are_the_defaults(tiny_run, small_splits, tmp_path):
     summary, missing = le.stored_summary(tiny_run.checkpoint, small_splits, tmp_path / "none.jsonl")
     probes = sorted({*le.PROBE_GRID, 5})  # the tiny profile's linear_epochs joins the grid
     assert summary is None
-    assert missing == ([(m, f, e) for f in le.FRACTIONS for m in le.PROBES for e in probes]
-                       + [(m, f, e) for f in le.FRACTIONS for m in le.TRAINED for e in le.EPOCH_GRID[f]])
+    assert missing == ([(m, f, probes[0]) for f in le.FRACTIONS for m in le.PROBES]  # each grid's first budget
+                       + [(m, f, le.EPOCH_GRID[f][0]) for f in le.FRACTIONS for m in le.TRAINED])
     assert le.default_store("reference").name == "reference.jsonl"
     assert le.default_store(tiny_run.checkpoint).name == f"{Path(tiny_run.checkpoint).parent.name}.jsonl"
 

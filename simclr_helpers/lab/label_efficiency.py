@@ -12,8 +12,10 @@ All four curves get their number of epochs from a validation split, never from t
 training images the run held out of pretraining (its kNN-monitor queries, 10%), which neither the backbone
 nor any labelled subset has seen. Each budget of a grid (``EPOCH_GRID`` for the trained curves,
 ``PROBE_GRID`` for the probes) is a run of its own, with its own schedule; the budget with the best
-validation top-1 is the one reported, and the whole grid is kept (every budget is tested too), so that a
-reader sees whether a longer budget still helped (then the grid was too short).
+validation top-1 is the one reported, and every budget run is kept (and tested), so that a reader sees whether a
+longer budget still helped (then the grid was too short). A grid is walked upwards and ends at the first budget
+whose validation top-1 does not beat every shorter budget's (``_walk``): once validation has passed its peak,
+longer budgets of the same recipe are not run (early stopping over budgets, with a patience of one).
 
 Every finished (method, fraction, epochs) is appended to a JSON-lines store as it ends, so an interrupted
 run continues where it stopped, as the ablation does; ``stored_summary`` reads a finished store without
@@ -88,7 +90,7 @@ def default_store(checkpoint) -> Path:
 
 def _plan(checkpoint, record, splits: CIFARSplits, fractions: Sequence[float], grid: dict | None,
           methods: Sequence[str], probe_grid: Sequence[int], store) -> tuple:
-    """(pool, validation, budget, jobs, done): the runs a measurement needs, and those a store already holds."""
+    """(pool, validation, budget, grids, done): each curve's budgets at each fraction, and the runs a store holds."""
     p = record.profile
     grid = {f: tuple((grid or {}).get(f, EPOCH_GRID.get(f, ()))) for f in fractions}
     probe_grid = tuple(sorted({*probe_grid, p.linear_epochs}))  # the default budget's stored runs are reused
@@ -96,9 +98,34 @@ def _plan(checkpoint, record, splits: CIFARSplits, fractions: Sequence[float], g
     budget = {"checkpoint": str(checkpoint), "stem": p.stem, "n_pool": len(pool), "n_validation": len(validation),
               "n_test": len(splits.test), "probe_epochs": p.linear_epochs, "batch_size": p.batch_size}
     budget, done = _read(store, budget) if store else (budget, {})
-    jobs = [(m, f, e) for f in fractions for m in PROBES if m in methods for e in probe_grid]
-    jobs += [(m, f, e) for f in fractions for m in TRAINED if m in methods for e in grid[f]]
-    return pool, validation, budget, jobs, done
+    grids = [((m, f), probe_grid) for f in fractions for m in PROBES if m in methods]
+    grids += [((m, f), grid[f]) for f in fractions for m in TRAINED if m in methods]
+    return pool, validation, budget, grids, done
+
+
+def _jobs(grids: list, done: dict) -> tuple[list, int]:
+    """(the runs the measurement needs as far as the finished ones tell, the most that may follow them)."""
+    walks = [_walk(m, f, budgets, done) for (m, f), budgets in grids]
+    return [job for needed, _ in walks for job in needed], sum(len(later) for _, later in walks)
+
+
+def _walk(method: str, fraction: float, budgets: Sequence[int], done: dict) -> tuple[list, list]:
+    """(needed, later) for one curve at one fraction. ``needed``: its budgets, in ascending order, up to the first
+    one not run yet, or to the first whose validation top-1 does not beat every shorter budget's (validation has
+    passed its peak: the grid ends there). ``later``: the budgets after the first one not run yet, which its
+    result may or may not call for (the most that is left to run)."""
+    needed, best = [], None
+    budgets = sorted(budgets)
+    for i, epochs in enumerate(budgets):
+        job = (method, fraction, epochs)
+        needed.append(job)
+        run = done.get(job)
+        if run is None:
+            return needed, budgets[i + 1:]
+        if best is not None and run["val_top1"] <= best:
+            break
+        best = run["val_top1"]
+    return needed, []
 
 
 def _read(store, budget: dict) -> tuple[dict, dict]:
@@ -134,22 +161,26 @@ def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[fl
     dev = pick_device(device)
     model, record = load_simclr(checkpoint, device=dev)
     p, stats = record.profile, record.normalize
-    pool, validation, budget, jobs, done = _plan(checkpoint, record, splits, fractions, grid, methods,
-                                                 probe_grid, store)
+    pool, validation, budget, grids, done = _plan(checkpoint, record, splits, fractions, grid, methods,
+                                                  probe_grid, store)
+    jobs, later = _jobs(grids, done)
     test = splits.test
     n_classes = len(splits.train.classes)
     todo = [job for job in jobs if job not in done]
-    log(f"label efficiency: {len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to go")
+    log(f"label efficiency: {len(done)} runs already done, {len(todo)} to go, and up to {later} more where "
+        "validation is still rising (a grid ends at the first budget that does not improve it)")
+
+    def _features(name: str) -> tuple:  # a probe's cached features of the pool, validation and test images
+        net = freeze(model.backbone if name == "probe-simclr" else random_init_backbone(p.stem, p.seed).to(dev))
+        return tuple(extract_features(net, part, stats, device=dev, progress=progress, desc=name)
+                     for part in (pool, validation, test))
 
     features = {}
-    if any(m in PROBES for m, _, _ in todo):
-        backbones = {"probe-simclr": freeze(model.backbone),
-                     "probe-random": freeze(random_init_backbone(p.stem, p.seed).to(dev))}
-        for name, net in backbones.items():
-            features[name] = tuple(extract_features(net, part, stats, device=dev, progress=progress, desc=name)
-                                   for part in (pool, validation, test))
-    t_start = time.perf_counter()
-    for i, (method, fraction, epochs) in enumerate(todo):
+    t_start, n_run = time.perf_counter(), 0
+    while todo:  # one run at a time: its validation result decides whether its curve's next budget is needed
+        method, fraction, epochs = todo[0]
+        if method in PROBES and method not in features:
+            features[method] = _features(method)
         t0 = time.perf_counter()
         idx = label_subset(pool.labels, fraction, p.seed)
         entry = {"method": method, "fraction": fraction, "epochs": epochs, "n_labels": len(idx)}
@@ -173,11 +204,12 @@ def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[fl
         done[_key(entry)] = entry
         if store:
             append_store(store, entry)
-        elapsed = time.perf_counter() - t_start
+        jobs, later = _jobs(grids, done)
+        todo, n_run = [job for job in jobs if job not in done], n_run + 1
         log(f"{method}, {fraction:.0%} of the labels ({len(idx)} images), {epochs} epochs: validation "
-            f"{entry['val_top1']:.1%}, test {entry['test_top1']:.1%} ({entry['seconds']:.0f} s); {i + 1}/{len(todo)} "
-            f"done, {elapsed / 60:.0f} min so far")
-    return summarise(list(done.values()), budget, fractions, methods)
+            f"{entry['val_top1']:.1%}, test {entry['test_top1']:.1%} ({entry['seconds']:.0f} s); {n_run} done, "
+            f"{len(todo)} to go and up to {later} more, {(time.perf_counter() - t_start) / 60:.0f} min so far")
+    return summarise([done[job] for job in jobs], budget, fractions, methods)
 
 
 def stored_summary(checkpoint, splits: CIFARSplits, store: str | Path, fractions: Sequence[float] = FRACTIONS,
@@ -188,10 +220,11 @@ def stored_summary(checkpoint, splits: CIFARSplits, store: str | Path, fractions
     still to run. Only runs of this measurement's budget count (a store of another budget is refused)."""
     from ..checkpoints import RunRecord
 
-    *_, budget, jobs, done = _plan(checkpoint, RunRecord.load(checkpoint), splits, fractions, grid, methods,
-                                   probe_grid, store)
+    *_, budget, grids, done = _plan(checkpoint, RunRecord.load(checkpoint), splits, fractions, grid, methods,
+                                    probe_grid, store)
+    jobs, _ = _jobs(grids, done)
     missing = [job for job in jobs if job not in done]
-    return (None, missing) if missing else (summarise(list(done.values()), budget, fractions, methods), [])
+    return (None, missing) if missing else (summarise([done[job] for job in jobs], budget, fractions, methods), [])
 
 
 def _key(entry: dict) -> tuple:
