@@ -1,8 +1,9 @@
 """How far a measured accuracy or gap can be trusted: 95% intervals, and one sentence for every comparison.
 
 An accuracy p measured on n test images is a proportion; its 95% interval here is Wilson's score
-interval (about p ± 1.96 sqrt(p (1 - p) / n): ± 3 points for 1,000 test images near 50%, ± 1 for
-10,000). A comparison is one of two kinds, and each has its own statistic:
+interval, close to the normal approximation p ± 1.96 sqrt(p (1 - p) / n) at the course's sizes (± 3 points
+for 1,000 test images near 50%, ± 1 for 10,000) but, unlike it, never outside [0, 1] and better behaved near
+0 and 1. A comparison is one of two kinds, and each has its own statistic:
 
 * **Two models on the same test images** (SimCLR against random init, h against z, fp16 against
   fp32 weights): the two accuracies are not independent samples, since both models get the easy

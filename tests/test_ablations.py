@@ -246,3 +246,31 @@ def test_the_batch_variant_trains_with_its_own_batch_and_learning_rate(bundled, 
     assert variant.augment == ablations.CIFAR_AUGMENT and variant.temperature is None
     ablations.pretrain_variant(variant, tiny.with_overrides(batch_size=128), bundled.train.images[:128], seed=0)
     assert seen == {"batch": 64, "lr": pytest.approx(tiny.lr_per_256 * 64 / 256)}
+
+
+def test_the_course_stores_hold_the_pilot_and_the_table():
+    """Notebook 02 prints the pilot's gaps from these files and notebook 03 the time of a run."""
+    names = [p.name for p in ablations.course_stores()]
+    assert names == ["cifar10-10k-12ep.jsonl", "cifar10-10k-4ep.jsonl"]
+    budget, runs = ablations.read_runs(ablations.course_stores()[0])
+    assert budget["epochs"] == 12 and set(runs) == {"random-init", "full", "no-crop", "no-colour"}
+    assert sorted(runs["full"]) == [0, 1] and runs["full"][0]["knn"] == 0.4244
+    recorded = results.load()["ablations"]
+    budget, runs = ablations.read_runs(ablations.course_stores()[1])
+    assert budget["epochs"] == recorded["epochs"]
+    assert [runs["full"][seed]["knn"] for seed in recorded["seeds"]] == ablations.seeds_of(recorded, "full")
+
+
+def test_an_empty_store_file_is_one_sentence(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(SimclrError, match="empty.jsonl: an empty store file"):
+        ablations.read_runs(tmp_path / "empty.jsonl")
+
+
+def test_bonferroni_lines_compare_each_p_value_with_each_threshold():
+    from simclr_helpers.stats import Comparison
+
+    gaps = [Comparison("a", "b", 0.03, 0.01, 0.05, "t", 0.004), Comparison("c", "d", 0.01, -0.01, 0.03, "t", 0.2)]
+    assert ablations.bonferroni_lines(gaps, (0.0125, 0.0028)) == [
+        "a - b: p = 0.0040; below 0.0125: yes, below 0.0028: no",
+        "c - d: p = 0.2000; below 0.0125: no, below 0.0028: no"]

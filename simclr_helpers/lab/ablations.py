@@ -23,6 +23,7 @@ weights as ``train.pretrain``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -224,6 +225,36 @@ def default_store(profile: Profile, n_pretrain: int) -> Path:
 
     return (default_checkpoint_dir() / "ablations"
             / f"{profile.name}-{profile.stem}-{profile.epochs}ep-b{profile.batch_size}-n{n_pretrain}.jsonl")
+
+
+COURSE_STORES = Path(__file__).parents[1] / "assets" / "ablations"  # the recorded ablation's runs, one file per budget
+
+
+def course_stores() -> list[Path]:
+    """The store files of the course's recorded ablation (the 4-epoch table and the 12-epoch pilot), by name."""
+    return sorted(COURSE_STORES.glob("*.jsonl"))
+
+
+def read_runs(path: str | Path) -> tuple[dict, dict[str, dict[int, dict]]]:
+    """What one store file of ``ablate`` holds: its budget, and for every variant key (``random-init``
+    included) its finished runs by seed, each the stored entry (``knn``, ``seconds``, ...). Notebook 02 reads
+    the pilot's gaps from them, notebook 03 the time of a run."""
+    entries = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    if not entries:
+        from ..errors import SimclrError
+
+        raise SimclrError(f"{Path(path).name}: an empty store file; it holds no finished run.")
+    runs: dict[str, dict[int, dict]] = {}
+    for entry in entries:
+        runs.setdefault(entry["key"], {})[entry["seed"]] = entry
+    return entries[0]["budget"], runs
+
+
+def bonferroni_lines(gaps: Sequence[Comparison], thresholds: Sequence[float]) -> list[str]:
+    """One line per gap: its p-value, and whether it is below each Bonferroni threshold (0.05 / m for m gaps;
+    notebooks 02 and 03 give two, the gaps of their own section and all the ablation's gaps they print)."""
+    return [f"{c.a} - {c.b}: p = {c.p_value:.4f}; "
+            + ", ".join(f"below {t:.4f}: {'yes' if c.p_value < t else 'no'}" for t in thresholds) for c in gaps]
 
 
 def seeds_of(result: dict, key: str) -> list[float] | None:

@@ -124,7 +124,8 @@ def _pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
 
-def _duration(seconds) -> str:
+def format_duration(seconds: float | None) -> str:
+    """``"16 min 44 s"``: a recorded time as the README's tables print it (notebook 03 cites its rows' times)."""
     if seconds is None:
         return "—"
     minutes, s = divmod(round(seconds), 60)
@@ -146,7 +147,8 @@ def markdown_tables(rows: list[dict]) -> str:
             continue
         lines.append(
             f"| `{r['id']}` | {r['data']} | {r['stem']} | {r['epochs']} | {r['batch_size']} | {r['hardware']} "
-            f"| {_duration(r['pretrain_seconds'])} | {_pct(r['knn']['simclr'])} ({_pct(r['knn']['random_init'])}) "
+            f"| {format_duration(r['pretrain_seconds'])} "
+            f"| {_pct(r['knn']['simclr'])} ({_pct(r['knn']['random_init'])}) "
             f"| {_pct(r['linear']['simclr'])} ({_pct(r['linear']['random_init'])}) |")
         notes.append(f"- `{r['id']}`: `{r['command']}` ({r['date']}, torch {r['torch']}, "
                      f"{r['n_train']:,} train / {r['n_test']:,} test images)")
@@ -312,7 +314,7 @@ def ablation_table(ablations: dict | None) -> str:
               "(every variant ran the same seeds). "
               f"Measured with `{ablations.get('command', ABLATE_COMMAND)}` on {ablations['hardware']} "
               f"({ablations['date']}, torch "
-              f"{ablations['torch']}, {_duration(ablations['seconds'])})."]
+              f"{ablations['torch']}, {format_duration(ablations['seconds'])})."]
     return "\n".join(lines) + "\n"
 
 
@@ -375,7 +377,7 @@ def label_efficiency_table(summary: dict | None) -> str:
               f"every curve; the test set is all {n:,} test images. "
               f"Measured with `{summary.get('command', LABEL_EFFICIENCY_COMMAND)}` "
               f"on {summary.get('hardware', 'unknown hardware')} ({summary.get('date', '')}, "
-              f"{_duration(summary['seconds'])} of training in all)."]
+              f"{format_duration(summary['seconds'])} of training in all)."]
     return "\n".join(lines) + "\n"
 
 
