@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoints import REFERENCE, RunRecord, is_reference, read_reference
+from .checkpoints import REFERENCE, RunRecord, is_reference, load_simclr, read_reference
 from .config import ENV_RUN, Profile, default_checkpoint_dir, default_data_root
 from .data import CIFARSplits, DataSpec, ImageTensors, cached_cifar10, load_cifar10, load_unlabelled_folder
 from .errors import CheckpointError, DataError, SimclrError, TrainingError
@@ -138,7 +138,6 @@ def run_evaluate(checkpoint: str | Path, method: str = "knn", random_init: bool 
     from .evaluate import evaluate_backbone, save_classifier
     from .models import random_init_backbone
     from .runtime import pick_device
-    from .train import load_simclr
 
     log = log or (lambda s: None)
     model, record = load_simclr(checkpoint, device="cpu")
@@ -228,8 +227,6 @@ class Run:
 
     def open(self, device=None, log: Log | None = print):
         """The SimCLR model (eval mode) and the run's record."""
-        from .train import load_simclr
-
         return load_simclr(self.pretrained(log, device), device=device)
 
     def record(self, log: Log | None = print, device: str | None = None) -> RunRecord:

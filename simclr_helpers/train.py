@@ -30,8 +30,8 @@ from torch import nn
 from . import distributed
 from .augment import CIFAR_AUGMENT, AugmentConfig, BatchedSimCLRAugment
 from .blog import blog_loader, blog_optimizer, blog_training_step
-from .checkpoints import RunRecord
-from .config import NORMALIZE, Profile, default_checkpoint_dir
+from .checkpoints import RunRecord, save_pretrain_checkpoint
+from .config import Profile, default_checkpoint_dir
 from .data import DataSpec, ImageTensors
 from .errors import DataError, TrainingError
 from .models import SimCLRModel
@@ -210,25 +210,6 @@ def train_one_epoch(setup: TrainingSetup, progress: bool = True, desc: str = "")
     return total, steps
 
 
-def save_pretrain_checkpoint(path: str | Path, model: SimCLRModel, optimizer, scheduler, profile: Profile,
-                             metrics: list[dict], train: ImageTensors, data: DataSpec | str | None = None,
-                             generator: torch.Generator | None = None, scaler=None, pipeline: str = "fast",
-                             rng_ranks: list | None = None) -> Path:
-    """Everything needed to resume the run or to evaluate its backbone (notebook 03 and ``pretrain``).
-
-    ``model`` is the unwrapped model (no DDP ``module.`` prefixes), so any number of
-    processes can load the checkpoint. ``rng_ranks``: every process's generator state in
-    a multi-process run (``rng`` is rank 0's).
-    """
-    return RunRecord(
-        profile=profile, data=DataSpec.resolve(data), normalize=NORMALIZE, classes=list(train.classes),
-        num_train=len(train), epoch=metrics[-1]["epoch"] if metrics else 0, metrics=metrics,
-        model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-        scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-        rng=generator.get_state() if generator is not None else None, rng_ranks=rng_ranks, pipeline=pipeline,
-    ).save(path)
-
-
 @dataclass
 class PretrainResult:
     checkpoint: Path
@@ -397,11 +378,3 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
         if on_epoch_end is not None:
             on_epoch_end(row)
     return PretrainResult(ckpt_path, metrics, profile, time.perf_counter() - t_run, str(dev), setup.precision.name)
-
-
-def load_simclr(path: str | Path, device: str | None = None) -> tuple[SimCLRModel, RunRecord]:
-    """A pretrained SimCLR model (eval mode) and its checkpoint's record."""
-    record = RunRecord.load(path)
-    model = SimCLRModel(stem=record.profile.stem, projection_dim=record.profile.projection_dim)
-    model.load_state_dict(record.model)
-    return model.to(pick_device(device)).eval(), record

@@ -14,10 +14,9 @@ import torch
 import torch.distributed as dist
 
 from simclr_helpers import distributed
-from simclr_helpers.checkpoints import RunRecord
+from simclr_helpers.checkpoints import RunRecord, load_simclr
 from simclr_helpers.cli import main
 from simclr_helpers.distributed import DistributedError
-from simclr_helpers.train import load_simclr
 
 SMOKE_ARGS = ["pretrain", "--profile", "smoke", "--data", "bundled", "--batch-size", "64", "--train-limit", "200"]
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoints import is_reference
+from ..checkpoints import is_reference, load_simclr
 from ..data import CIFARSplits, ImageTensors
 from ..store import append_store, read_store
 
@@ -128,7 +128,6 @@ def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[fl
     from ..models import random_init_backbone
     from ..runtime import pick_device
     from ..supervised import SupervisedRecipe, predict, train_supervised
-    from ..train import load_simclr
 
     log = log or (lambda s: None)
     dev = pick_device(device)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoints import load_simclr
 from ..config import PROFILES, Profile, default_checkpoint_dir
 from ..data import DataSpec, load_cifar10
 from ..runs import Log, load_pretrain_data, resumed_settings, run_pretrain, run_splits
@@ -44,7 +45,6 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
     from ..models import random_init_backbone
     from ..runtime import pick_device
     from ..supervised import SupervisedRecipe, predict, train_supervised
-    from ..train import load_simclr
     from .benchmark import probe_speed
 
     log = log or (lambda s: None)
