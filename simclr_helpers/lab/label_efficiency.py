@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from ..checkpoints import is_reference, load_simclr
 from ..data import CIFARSplits, ImageTensors
 from ..store import append_store, read_store
 
+logger = logging.getLogger(__name__)
 FRACTIONS = (0.01, 0.1, 1.0)
 # The trained curves' budgets per label fraction: doubling until the validation top-1 stops rising. 1% was
 # extended by one doubling (800 epochs) and 10% by two (200, then 400) because the network from scratch was
@@ -118,7 +120,7 @@ def _read(store, budget: dict) -> tuple[dict, dict]:
 
 def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[float] = FRACTIONS,
                          grid: dict | None = None, store: str | Path | None = None, device=None,
-                         methods: Sequence[str] = METHODS, log: Callable[[str], None] | None = print,
+                         methods: Sequence[str] = METHODS,
                          progress: bool = True, probe_grid: Sequence[int] = PROBE_GRID) -> dict:
     """Measure the four curves for ``checkpoint`` (a pretraining checkpoint or ``reference``) on ``splits``.
 
@@ -129,7 +131,6 @@ def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[fl
     from ..runtime import pick_device
     from ..supervised import SupervisedRecipe, predict, train_supervised
 
-    log = log or (lambda s: None)
     dev = pick_device(device)
     model, record = load_simclr(checkpoint, device=dev)
     p, stats = record.profile, record.normalize
@@ -138,7 +139,7 @@ def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[fl
     test = splits.test
     n_classes = len(splits.train.classes)
     todo = [job for job in jobs if job not in done]
-    log(f"label efficiency: {len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to go")
+    logger.info(f"label efficiency: {len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to go")
 
     features = {}
     if any(m in PROBES for m, _, _ in todo):
@@ -173,9 +174,9 @@ def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[fl
         if store:
             append_store(store, entry)
         elapsed = time.perf_counter() - t_start
-        log(f"{method}, {fraction:.0%} of the labels ({len(idx)} images), {epochs} epochs: validation "
-            f"{entry['val_top1']:.1%}, test {entry['test_top1']:.1%} ({entry['seconds']:.0f} s); {i + 1}/{len(todo)} "
-            f"done, {elapsed / 60:.0f} min so far")
+        logger.info(f"{method}, {fraction:.0%} of the labels ({len(idx)} images), {epochs} epochs: validation "
+                    f"{entry['val_top1']:.1%}, test {entry['test_top1']:.1%} ({entry['seconds']:.0f} s); "
+                    f"{i + 1}/{len(todo)} done, {elapsed / 60:.0f} min so far")
     return summarise(list(done.values()), budget, fractions, methods)
 
 
