@@ -4,7 +4,8 @@ Two kinds exist, each a dataclass with ``save`` and ``load``:
 
 * :class:`RunRecord` (kind ``simclr``): a pretraining run: its profile, its data, the
   normalisation, the class names, the epoch, the metrics and the state dicts (model,
-  optimizer, schedule, random state), written every epoch by ``train.pretrain`` and resumable.
+  optimizer, schedule, random state), written every epoch by ``train.pretrain`` (and notebook 03's
+  loop) through ``save_pretrain_checkpoint`` and resumable; ``load_simclr`` opens its model.
 * :class:`ClassifierRecord` (kind ``classifier``): backbone + linear layer + class names +
   normalisation, everything prediction needs (written by ``evaluate`` with the linear method).
 
@@ -34,9 +35,11 @@ from pathlib import Path
 
 import torch
 
-from .config import Profile
-from .data import DataSpec
+from .config import NORMALIZE, Profile
+from .data import DataSpec, ImageTensors
 from .errors import CheckpointError
+from .models import SimCLRModel
+from .runtime import pick_device
 
 # 2: one typed record per kind; the data a run used is its own field (1 kept it inside the settings).
 FORMAT_VERSION = 2
@@ -263,6 +266,33 @@ class RunRecord(_Record):
                    normalize=data["normalize"], classes=list(data["classes"]), num_train=int(data["num_train"]),
                    epoch=int(data["epoch"]), metrics=list(data["metrics"]), pipeline=data.get("pipeline", "fast"),
                    torch_version=data.get("torch_version", ""), **{name: data.get(name) for name in cls.STATE})
+
+
+def save_pretrain_checkpoint(path: str | Path, model: SimCLRModel, optimizer, scheduler, profile: Profile,
+                             metrics: list[dict], train: ImageTensors, data: DataSpec | str | None = None,
+                             generator: torch.Generator | None = None, scaler=None, pipeline: str = "fast",
+                             rng_ranks: list | None = None) -> Path:
+    """Everything needed to resume the run or to evaluate its backbone (notebook 03 and ``pretrain``).
+
+    ``model`` is the unwrapped model (no DDP ``module.`` prefixes), so any number of
+    processes can load the checkpoint. ``rng_ranks``: every process's generator state in
+    a multi-process run (``rng`` is rank 0's).
+    """
+    return RunRecord(
+        profile=profile, data=DataSpec.resolve(data), normalize=NORMALIZE, classes=list(train.classes),
+        num_train=len(train), epoch=metrics[-1]["epoch"] if metrics else 0, metrics=metrics,
+        model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+        scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        rng=generator.get_state() if generator is not None else None, rng_ranks=rng_ranks, pipeline=pipeline,
+    ).save(path)
+
+
+def load_simclr(path: str | Path, device: str | None = None) -> tuple[SimCLRModel, RunRecord]:
+    """A pretrained SimCLR model (eval mode) and its checkpoint's record."""
+    record = RunRecord.load(path)
+    model = SimCLRModel(stem=record.profile.stem, projection_dim=record.profile.projection_dim)
+    model.load_state_dict(record.model)
+    return model.to(pick_device(device)).eval(), record
 
 
 @dataclass

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 from pathlib import Path
 
 from .config import ENV_CHECKPOINTS, ENV_DATA, ENV_PROFILE, PROFILES
 from .errors import SimclrError
+from .lines import quiet, show_lines
 
+logger = logging.getLogger(__name__)
 EXAMPLES = {
     "pretrain": """examples:
   python -m simclr_helpers pretrain --profile smoke
@@ -368,10 +371,6 @@ def _err(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
 def _refuse_gpu_profile_without_gpu(name: str, args) -> None:
     """A profile sized for a GPU (colab, gpu) on a machine without one stops before any data is read,
     unless ``--device`` names the device to train on (``--device cpu``: on the CPU anyway)."""
@@ -402,12 +401,12 @@ def cmd_pretrain(args) -> int:
     # Under torchrun every process runs this command and joins one process group; without it nothing changes.
     with process_group(args.device) as device:
         main = is_main()
-        log = _log if main else None  # rank 0 alone speaks
-        with main_first() if args.download else nullcontext():  # one download at a time
-            data = load_pretrain_data(profile, data_arg, args.download, log=log)
-        result = run_pretrain(profile, data, out=out, resume=args.resume, device=device, pipeline=args.pipeline,
-                              amp=not args.no_amp, compile=args.compile, log=log, sync_bn=args.sync_bn,
-                              overwrite=args.overwrite)
+        with quiet(not main):  # rank 0 alone speaks
+            with main_first() if args.download else nullcontext():  # one download at a time
+                data = load_pretrain_data(profile, data_arg, args.download)
+            result = run_pretrain(profile, data, out=out, resume=args.resume, device=device, pipeline=args.pipeline,
+                                  amp=not args.no_amp, compile=args.compile, sync_bn=args.sync_bn,
+                                  overwrite=args.overwrite)
     if main:
         summary = result.summary()
         print(json.dumps(summary, indent=1) if args.json else f"checkpoint: {summary['checkpoint']}")
@@ -417,8 +416,9 @@ def cmd_pretrain(args) -> int:
 def cmd_evaluate(args) -> int:
     from .runs import run_evaluate
 
-    result = run_evaluate(args.checkpoint, method=args.method, random_init=args.random_init, data=args.data,
-                          out=args.out, device=args.device, log=_log if args.json else None)
+    with quiet(not args.json):  # without --json the line below says more
+        result = run_evaluate(args.checkpoint, method=args.method, random_init=args.random_init, data=args.data,
+                              out=args.out, device=args.device)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
@@ -454,7 +454,7 @@ def cmd_export_reference(args) -> int:
 
         info["precision"] = reference_precision(run, out, info["sha256"], args.data)
     print(json.dumps(info, indent=1))
-    _log(f"now set REFERENCE_SHA256 = \"{info['sha256']}\" in simclr_helpers/checkpoints.py")
+    logger.info(f"now set REFERENCE_SHA256 = \"{info['sha256']}\" in simclr_helpers/checkpoints.py")
     return 0
 
 
@@ -472,7 +472,7 @@ def _record(kind: str, result: dict, args) -> None:
     from .lab.results import record_result
 
     if args.record is not None:
-        _log(f"recorded in {record_result(kind, result, args.record)}")
+        logger.info(f"recorded in {record_result(kind, result, args.record)}")
 
 
 def _data_shown(bundled: bool, given) -> str | None:
@@ -489,11 +489,10 @@ def cmd_benchmark(args) -> int:
 
     images = load_cifar10(args.data).train.images
     if args.sweep:
-        result = training_sweep(images, args.device, args.sweep, args.stem, args.steps, args.repeats, args.compile,
-                                log=_log)
+        result = training_sweep(images, args.device, args.sweep, args.stem, args.steps, args.repeats, args.compile)
     else:
         result = run_benchmark(images, args.device, args.batch_size, args.stem, args.steps, args.repeats,
-                               args.compile, log=_log, workers=args.workers)
+                               args.compile, workers=args.workers)
     print(json.dumps(result, indent=1) if args.json else (format_sweep if args.sweep else format_table)(result))
     if args.record is not None:
         result = {**result, **stamp(pick_device(args.device)),
@@ -509,7 +508,7 @@ def cmd_reproduce(args) -> int:
 
     profile = get_profile(args.profile).with_overrides(stem=args.stem, epochs=args.epochs, lr_per_256=args.lr_per_256)
     row = run_reproduce(profile, args.data, args.out, args.device, supervised=not args.no_supervised,
-                        probe_epochs=args.probe_epochs, log=_log, supervised_steps=args.supervised_steps)
+                        probe_epochs=args.probe_epochs, supervised_steps=args.supervised_steps)
     row["command"] = command_line(build_parser(), args, profile=profile.name,
                                   data=_data_shown(row["data"] == DataSpec("bundled").describe(), args.data))
     print(json.dumps(row, indent=1))
@@ -535,10 +534,11 @@ def cmd_ablate(args) -> int:
     keys = parse_variants(args.variants)
     profile = get_profile(args.profile).with_overrides(epochs=epochs, batch_size=args.batch_size,
                                                       train_limit=args.train_limit)
-    data = load_pretrain_data(profile, args.data, log=_log)
-    _log(f"ablation: {len(keys)} variant(s) x {seeds} seed(s), {epochs} epoch(s) each, batch {profile.batch_size}")
+    data = load_pretrain_data(profile, args.data)
+    logger.info(f"ablation: {len(keys)} variant(s) x {seeds} seed(s), {epochs} epoch(s) each, "
+                f"batch {profile.batch_size}")
     store = Path(args.store) if args.store else default_store(profile, len(data.train))
-    result = run_ablation(profile, data, keys, seeds, args.device, log=_log, store=store)
+    result = run_ablation(profile, data, keys, seeds, args.device, store=store)
     result["command"] = command_line(build_parser(), args, variants=None if keys == list(VARIANTS) else ",".join(keys),
                                      data=_data_shown(data.spec.kind == "bundled", args.data))
     print(json.dumps(result, indent=1) if args.json else format_result(result))
@@ -559,8 +559,7 @@ def cmd_label_efficiency(args) -> int:
     _, splits = run_splits(RunRecord.load(args.checkpoint), args.data)
     store = Path(args.store) if args.store else default_store(args.checkpoint)
     result = run_label_efficiency(args.checkpoint, splits, args.fractions, dict(args.grid or []) or None, store,
-                                  args.device, methods, log=_log, **({"probe_grid": args.probe_grid}
-                                                                     if args.probe_grid else {}))
+                                  args.device, methods, **({"probe_grid": args.probe_grid} if args.probe_grid else {}))
     print(format_result(result), end="")
     if args.record is not None:
         result.update({**stamp(pick_device(args.device)), "data": splits.train.source.split("/")[0],
@@ -593,7 +592,7 @@ def cmd_results(args) -> int:
 def cmd_gpu_check(args) -> int:
     from .lab.gpucheck import gpu_check
 
-    result = gpu_check(args.data, args.device, budget_s=args.minutes * 60, log=_log)
+    result = gpu_check(args.data, args.device, budget_s=args.minutes * 60)
     print(json.dumps(result, indent=1))
     return 1 if result["errors"] else 0
 
@@ -627,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         from .runtime import keep_freed_memory
 
         keep_freed_memory()
+    before = show_lines("stderr")  # progress lines on stderr, as they are; stdout holds the result
     try:
         return COMMANDS[args.command](args)
     except SimclrError as exc:
@@ -635,3 +635,5 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted; the last finished epoch's checkpoint is kept (continue with --resume).")
         return 130
+    finally:
+        show_lines(before)  # called from a notebook, its lines go back where they were

@@ -9,9 +9,9 @@ Taught in notebook 02 (the data and its views) and used by every notebook.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import zipfile
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +23,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import ENV_DATA, ENV_DATA_CACHE, IMAGE_SIZE
 from .errors import DataError, ImageError
+from .lines import quiet
 
+logger = logging.getLogger(__name__)
 BUNDLED_SUBSET = Path(__file__).with_name("assets") / "cifar10_subset.zip"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -310,8 +312,7 @@ def _is_cache(root: str | Path) -> bool:
         return False
 
 
-def cached_cifar10(reason: str = "this run needs CIFAR-10", fetch: bool = True,
-                   log: Callable[[str], None] | None = print) -> DataSpec:
+def cached_cifar10(reason: str = "this run needs CIFAR-10", fetch: bool = True) -> DataSpec:
     """CIFAR-10 in the download cache (``cifar10_cache_dir``) as a data spec.
 
     With ``fetch`` and nothing there yet, ``torchvision.datasets.CIFAR10`` downloads it now
@@ -322,7 +323,7 @@ def cached_cifar10(reason: str = "this run needs CIFAR-10", fetch: bool = True,
     """
     root = cifar10_cache_dir()
     if fetch and not (root / "cifar-10-batches-py").is_dir():
-        (log or (lambda s: None))(f"downloading CIFAR-10 ({CIFAR10_DOWNLOAD_MB} MB, once) into {shown(root)}")
+        logger.info(f"downloading CIFAR-10 ({CIFAR10_DOWNLOAD_MB} MB, once) into {shown(root)}")
         download_cifar10(root, reason)
     return DataSpec("torchvision", str(root))
 
@@ -414,7 +415,11 @@ def load_cifar10(data: str | Path | DataSpec | None = None, download: bool = Fal
         return load_bundled()
     if spec.kind == "torchvision" and spec.path is None:  # CIFAR-10 wherever this machine keeps it
         env = os.environ.get(ENV_DATA)
-        spec = DataSpec.resolve(env) if env else cached_cifar10("CIFAR-10 is needed here", log=None)
+        if env:
+            spec = DataSpec.resolve(env)
+        else:
+            with quiet():  # load_cifar10 says nothing, even when it downloads
+                spec = cached_cifar10("CIFAR-10 is needed here")
     root = spec.local_path()
     if spec.kind == "image_folder":
         return CIFARSplits(load_image_folder(root, "train"), load_image_folder(root, "test"))

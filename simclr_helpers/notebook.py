@@ -30,6 +30,7 @@ from .config import (
 )
 from .data import DataSpec, shown
 from .errors import DataError, SimclrError
+from .lines import show_lines
 from .runs import Run, choose_run, reference_data, resolve_data
 from .runtime import Precision, pick_device, pick_precision, seed_everything
 
@@ -125,7 +126,8 @@ def notebook_profile(profile: str | None) -> tuple[Profile, str]:
 
 def setup(seed: int = 0, quiet: bool = False, profile: str | None = AUTO, keep_in_drive: bool = False,
           run: str | None = None) -> Session:
-    """Pick the profile and device, seed every RNG, PNG figures; on Colab, optionally keep checkpoints in Drive.
+    """Pick the profile and device, seed every RNG, PNG figures, the package's lines printed in the cell that
+    makes them; on Colab, optionally keep checkpoints in Drive.
 
     ``profile``: a profile's name, or ``auto`` (the default): ``$SIMCLR_PROFILE`` if set, else
     ``smoke`` without a GPU, ``colab`` on a GPU older than compute capability 8.0 or under
@@ -148,6 +150,7 @@ def setup(seed: int = 0, quiet: bool = False, profile: str | None = AUTO, keep_i
     from .plots import COURSE_STYLE
 
     plt.rcParams.update(COURSE_STYLE)
+    show_lines("stdout")  # what the package says (data loaded, epochs, a run trained on demand), as print would
     seed_everything(seed)
     chosen, why = notebook_profile(profile)  # a wrong PROFILE stops here, before Drive asks for permission
     device = pick_device()

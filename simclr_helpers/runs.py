@@ -9,24 +9,25 @@ reference weights) through one :class:`Run`.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoints import REFERENCE, RunRecord, is_reference, read_reference
+from .checkpoints import REFERENCE, RunRecord, is_reference, load_simclr, read_reference
 from .config import ENV_RUN, Profile, default_checkpoint_dir, default_data_root
 from .data import CIFARSplits, DataSpec, ImageTensors, cached_cifar10, load_cifar10, load_unlabelled_folder
 from .errors import CheckpointError, DataError, SimclrError, TrainingError
 
-Log = Callable[[str], None]
+logger = logging.getLogger(__name__)
 MONITOR_FRACTION = 0.1  # share of the training set held out as kNN-monitor queries
 MONITOR_BANK = 10_000  # at most this many training images in the monitor's kNN bank (keeps it to seconds)
 
 
 def resolve_data(profile: Profile, data: str | Path | DataSpec | None, download: bool = False,
-                 fetch: bool = True, log: Log | None = print) -> DataSpec:
+                 fetch: bool = True) -> DataSpec:
     """The data of a run: the argument, else ``$SIMCLR_DATA``, else the profile's default: the bundled
     subset, or CIFAR-10 in the download cache (``data.cached_cifar10``: downloaded there once when
     it is missing, unless ``fetch`` is False; without a network, one sentence on using a local copy)."""
@@ -37,7 +38,7 @@ def resolve_data(profile: Profile, data: str | Path | DataSpec | None, download:
         return DataSpec.resolve(env, download)
     if profile.data == "bundled":
         return DataSpec("bundled")
-    return cached_cifar10(f"the {profile.name} profile needs CIFAR-10", fetch=fetch, log=log)
+    return cached_cifar10(f"the {profile.name} profile needs CIFAR-10", fetch=fetch)
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,10 @@ class PretrainData:
     splits: CIFARSplits | None
 
 
-def load_pretrain_data(profile: Profile, data: str | Path | DataSpec | None = None, download: bool = False,
-                       log: Log | None = print) -> PretrainData:
+def load_pretrain_data(profile: Profile, data: str | Path | DataSpec | None = None,
+                       download: bool = False) -> PretrainData:
     """Training images (class-balanced ``train_limit``) and the kNN monitor's split: a :class:`PretrainData`."""
-    log = log or (lambda s: None)
-    spec = resolve_data(profile, data, download, log=log)
+    spec = resolve_data(profile, data, download)
     t0 = time.perf_counter()
     splits = None
     if spec.labelled:
@@ -70,7 +70,7 @@ def load_pretrain_data(profile: Profile, data: str | Path | DataSpec | None = No
         train, monitor = load_unlabelled_folder(spec.path), None
     if spec.kind == "torchvision":  # downloaded (or found) now: later loads need no --download
         spec = DataSpec("torchvision", spec.path)
-    log(f"data: {train.source}, {len(train)} training images ({time.perf_counter() - t0:.1f} s to load)")
+    logger.info(f"data: {train.source}, {len(train)} training images ({time.perf_counter() - t0:.1f} s to load)")
     return PretrainData(train=train, monitor=monitor, spec=spec, splits=splits)
 
 
@@ -105,13 +105,12 @@ def resumed_settings(checkpoint: str | Path, **given) -> tuple[Profile, DataSpec
     return recorded.with_overrides(epochs=given.get("epochs")), record.data
 
 
-def run_pretrain(profile: Profile, data: dict, out: str | Path | None = None, log: Log | None = print,
-                 **kwargs):
+def run_pretrain(profile: Profile, data: dict, out: str | Path | None = None, **kwargs):
     """``train.pretrain`` on what ``load_pretrain_data`` returned (its data spec goes into the checkpoint)."""
     from .train import pretrain
 
     out_dir = Path(out) if out else default_checkpoint_dir() / profile.name
-    return pretrain(profile, data.train, out_dir, data=data.spec, monitor=data.monitor, log=log, **kwargs)
+    return pretrain(profile, data.train, out_dir, data=data.spec, monitor=data.monitor, **kwargs)
 
 
 def run_splits(record: RunRecord, data: str | Path | DataSpec | None = None, splits=None):
@@ -129,7 +128,7 @@ def run_splits(record: RunRecord, data: str | Path | DataSpec | None = None, spl
 
 def run_evaluate(checkpoint: str | Path, method: str = "knn", random_init: bool = False,
                  data: str | Path | None = None, out: str | Path | None = None, device: str | None = None,
-                 log: Log | None = print, progress: bool = True) -> dict:
+                 progress: bool = True) -> dict:
     """Evaluate a pretraining checkpoint (or a random-init backbone of the same stem) on CIFAR-10.
 
     The kNN bank / linear-probe training set is the full training split, the queries
@@ -138,9 +137,7 @@ def run_evaluate(checkpoint: str | Path, method: str = "knn", random_init: bool 
     from .evaluate import evaluate_backbone, save_classifier
     from .models import random_init_backbone
     from .runtime import pick_device
-    from .train import load_simclr
 
-    log = log or (lambda s: None)
     model, record = load_simclr(checkpoint, device="cpu")
     p = record.profile
     _, splits = run_splits(record, data)
@@ -162,7 +159,7 @@ def run_evaluate(checkpoint: str | Path, method: str = "knn", random_init: bool 
         save_classifier(path, backbone.cpu(), res.fc, p.stem, splits.train.classes,
                         record.normalize, {k: result[k] for k in ("checkpoint", "backbone", "epochs", "top1")})
         result["classifier"] = str(path)
-    log(f"{method} top-1 ({result['backbone']}): {result['top1']:.1%}")
+    logger.info(f"{method} top-1 ({result['backbone']}): {result['top1']:.1%}")
     return result
 
 
@@ -216,40 +213,38 @@ class Run:
                                   f"point ${ENV_RUN} at a folder written by `pretrain` or `reproduce`, or at "
                                   "`reference`, or unset it.")
 
-    def pretrained(self, log: Log | None = print, device: str | None = None) -> Path | str:
+    def pretrained(self, device: str | None = None) -> Path | str:
         """The run's checkpoint; the profile's own folder without one gets a small pretraining run now (said)."""
         self.check()
         if self.exists():
             return self.checkpoint
-        (log or print)(f"no {self.profile.name}/last.pt yet (notebook 03 has not been run with the "
-                       f"{self.profile.name} profile): training one now")
-        data = load_pretrain_data(self.profile, log=log)
-        return run_pretrain(self.profile, data, self.folder, log=log, device=device).checkpoint
+        logger.info(f"no {self.profile.name}/last.pt yet (notebook 03 has not been run with the "
+                    f"{self.profile.name} profile): training one now")
+        data = load_pretrain_data(self.profile)
+        return run_pretrain(self.profile, data, self.folder, device=device).checkpoint
 
-    def open(self, device=None, log: Log | None = print):
+    def open(self, device=None):
         """The SimCLR model (eval mode) and the run's record."""
-        from .train import load_simclr
+        return load_simclr(self.pretrained(device), device=device)
 
-        return load_simclr(self.pretrained(log, device), device=device)
+    def record(self, device: str | None = None) -> RunRecord:
+        return RunRecord.load(self.pretrained(device))
 
-    def record(self, log: Log | None = print, device: str | None = None) -> RunRecord:
-        return RunRecord.load(self.pretrained(log, device))
-
-    def data(self, record: RunRecord | None = None, log: Log | None = print) -> CIFARSplits:
+    def data(self, record: RunRecord | None = None) -> CIFARSplits:
         """The labelled images the run was pretrained on: its training split for probes and kNN banks, its test
         split for the final figures. The reference's CIFAR-10 comes from ``$SIMCLR_DATA`` or the download cache;
         where neither can be had (no network), the bundled subset stands in, and a line says so."""
-        record = record or self.record(log)
+        record = record or self.record()
         if not self.is_reference:
             return run_splits(record)[1]
         try:
             return load_cifar10(record.data)
         except DataError as exc:
-            (log or print)(f"data: {exc} Meanwhile the bundled subset stands in (3,000 training and 1,000 test "
-                           "images), so the figures differ from the stored ones.")
+            logger.info(f"data: {exc} Meanwhile the bundled subset stands in (3,000 training and 1,000 test "
+                        "images), so the figures differ from the stored ones.")
             return load_cifar10("bundled")
 
-    def classifier(self, log: Log | None = print, device: str | None = None) -> Path | str:
+    def classifier(self, device: str | None = None) -> Path | str:
         """The run's linear probe: ``reference``'s own, or notebook 04's ``classifier.pt``, trained now if missing."""
         if self.folder is None:
             self.check()
@@ -257,11 +252,10 @@ class Run:
         path = self.folder / "classifier.pt"
         if path.exists():
             return path
-        simclr = self.pretrained(log, device)
-        (log or print)(f"no {self.folder.name}/{path.name} yet (notebook 04 has not been run with this run): "
-                       "training the linear probe now")
-        return Path(run_evaluate(simclr, method="linear", out=path, device=device, log=log, progress=False)
-                    ["classifier"])
+        simclr = self.pretrained(device)
+        logger.info(f"no {self.folder.name}/{path.name} yet (notebook 04 has not been run with this run): "
+                    "training the linear probe now")
+        return Path(run_evaluate(simclr, method="linear", out=path, device=device, progress=False)["classifier"])
 
     def classifier_argument(self) -> str:
         """The run's probe as ``predict --checkpoint`` takes it: ``reference``, or a path relative to here."""
@@ -285,7 +279,7 @@ def reference_data() -> DataSpec:
     """Where the reference weights' CIFAR-10 comes from, without reading or downloading anything:
     ``$SIMCLR_DATA``, else the download cache."""
     env = default_data_root()
-    return DataSpec.resolve(env) if env else cached_cifar10(fetch=False, log=None)
+    return DataSpec.resolve(env) if env else cached_cifar10(fetch=False)
 
 
 def choose_run(profile: Profile, choice: str = "auto") -> Run:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,8 +31,8 @@ from torch import nn
 from . import distributed
 from .augment import CIFAR_AUGMENT, AugmentConfig, BatchedSimCLRAugment
 from .blog import blog_loader, blog_optimizer, blog_training_step
-from .checkpoints import RunRecord
-from .config import NORMALIZE, Profile, default_checkpoint_dir
+from .checkpoints import RunRecord, save_pretrain_checkpoint
+from .config import Profile, default_checkpoint_dir
 from .data import DataSpec, ImageTensors
 from .errors import DataError, TrainingError
 from .models import SimCLRModel
@@ -46,6 +47,8 @@ from .runtime import (
     warmup_cosine_schedule,
 )
 
+logger = logging.getLogger(__name__)
+logger.addFilter(lambda record: distributed.rank() == 0)  # rank 0 alone speaks in a multi-process run
 PIPELINES = ("fast", "blog")
 
 
@@ -210,25 +213,6 @@ def train_one_epoch(setup: TrainingSetup, progress: bool = True, desc: str = "")
     return total, steps
 
 
-def save_pretrain_checkpoint(path: str | Path, model: SimCLRModel, optimizer, scheduler, profile: Profile,
-                             metrics: list[dict], train: ImageTensors, data: DataSpec | str | None = None,
-                             generator: torch.Generator | None = None, scaler=None, pipeline: str = "fast",
-                             rng_ranks: list | None = None) -> Path:
-    """Everything needed to resume the run or to evaluate its backbone (notebook 03 and ``pretrain``).
-
-    ``model`` is the unwrapped model (no DDP ``module.`` prefixes), so any number of
-    processes can load the checkpoint. ``rng_ranks``: every process's generator state in
-    a multi-process run (``rng`` is rank 0's).
-    """
-    return RunRecord(
-        profile=profile, data=DataSpec.resolve(data), normalize=NORMALIZE, classes=list(train.classes),
-        num_train=len(train), epoch=metrics[-1]["epoch"] if metrics else 0, metrics=metrics,
-        model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-        scaler=scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-        rng=generator.get_state() if generator is not None else None, rng_ranks=rng_ranks, pipeline=pipeline,
-    ).save(path)
-
-
 @dataclass
 class PretrainResult:
     checkpoint: Path
@@ -275,8 +259,7 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
              pipeline: str = "fast", amp: bool = True, channels_last: bool | None = None, compile: bool = False,
              augment: AugmentConfig = CIFAR_AUGMENT, monitor: tuple[ImageTensors, ImageTensors] | None = None,
              progress: bool = True, on_epoch_end: Callable[[dict], None] | None = None,
-             log: Callable[[str], None] | None = print, sync_bn: bool | None = None,
-             overwrite: bool = False) -> PretrainResult:
+             sync_bn: bool | None = None, overwrite: bool = False) -> PretrainResult:
     """Pretrain a SimCLR model on ``train`` with the sizes of ``profile``.
 
     Writes ``last.pt`` (a :class:`~simclr_helpers.checkpoints.RunRecord`, atomically, after
@@ -306,9 +289,8 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
     if pipeline not in PIPELINES:
         raise ValueError(f"unknown pipeline {pipeline!r}; choose {PIPELINES}")
     world, rank = distributed.world_size(), distributed.rank()
-    if rank != 0:  # rank 0 alone logs and shows progress
-        log, progress = None, False
-    log = log or (lambda s: None)
+    if rank != 0:  # rank 0 alone shows progress (and logs: the logger's filter)
+        progress = False
     dev = distributed.rank_device(pick_device(device))
     out_dir = Path(out_dir) if out_dir is not None else default_checkpoint_dir() / profile.name
     ckpt_path = out_dir / "last.pt"
@@ -328,12 +310,12 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
                                 "resume it with its own number of epochs (or more, to extend it), or train a new "
                                 "run into another folder with --out.")
         if profile.epochs > state.profile.epochs:
-            log(f"extending {ckpt_path} from {state.profile.epochs} to {profile.epochs} epochs: its warm-up + "
-                f"cosine schedule now ends at epoch {profile.epochs}")
+            logger.info(f"extending {ckpt_path} from {state.profile.epochs} to {profile.epochs} epochs: its "
+                        f"warm-up + cosine schedule now ends at epoch {profile.epochs}")
         profile = state.profile.with_overrides(epochs=profile.epochs)
         spec = state.data
     elif resume:
-        log(f"no checkpoint at {ckpt_path} yet; starting a new run")
+        logger.info(f"no checkpoint at {ckpt_path} yet; starting a new run")
     distributed.check_same(state.epoch if state else None, f"the epoch to resume from {ckpt_path}")
 
     shard = train.subset(distributed.shard_indices(len(train), rank, world)) if world > 1 else train
@@ -352,12 +334,12 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
             generator.set_state(rngs[rank])
         else:  # random streams of N processes cannot become those of M: a new data order from here on
             generator.manual_seed(distributed.rank_seed(profile.seed + start_epoch, rank))
-            log(f"{ckpt_path} was written by {len(rngs)} process(es), this run has {world}: weights, optimizer, "
-                "schedule and epoch continue, the data order and views are drawn afresh")
+            logger.info(f"{ckpt_path} was written by {len(rngs)} process(es), this run has {world}: weights, "
+                        "optimizer, schedule and epoch continue, the data order and views are drawn afresh")
         if start_epoch < profile.epochs:
-            log(f"resuming {ckpt_path} at epoch {start_epoch + 1}/{profile.epochs}")
+            logger.info(f"resuming {ckpt_path} at epoch {start_epoch + 1}/{profile.epochs}")
     if start_epoch >= profile.epochs:
-        log(f"{ckpt_path} already finished {start_epoch} epochs; nothing to do")
+        logger.info(f"{ckpt_path} already finished {start_epoch} epochs; nothing to do")
 
     t_run = time.perf_counter()
     for epoch in range(start_epoch, profile.epochs):
@@ -388,20 +370,12 @@ def pretrain(profile: Profile, train: ImageTensors, out_dir: str | Path | None =
             _write_logs(out_dir, metrics)
         distributed.barrier()  # the other ranks wait for rank 0's monitor and files
         knn = f", kNN top-1 {row['knn_top1']:.1%}" if row["knn_top1"] is not None else ""
-        log(f"epoch {epoch + 1:>3}/{profile.epochs}: loss {row['loss']:.4f}, lr {row['lr']:.4f}, "
-            f"{row['images_per_s']:.0f} img/s, {seconds:.1f} s{knn}")
+        logger.info(f"epoch {epoch + 1:>3}/{profile.epochs}: loss {row['loss']:.4f}, lr {row['lr']:.4f}, "
+                    f"{row['images_per_s']:.0f} img/s, {seconds:.1f} s{knn}")
         if epoch == start_epoch and epoch + 1 < profile.epochs:
             per_epoch = time.perf_counter() - t0  # training, monitor and checkpoint: what each epoch will cost
-            log(f"{per_epoch:.0f} s per epoch on {dev}: {profile.epochs - epoch - 1} epochs left, "
-                f"{finish_estimate(per_epoch, profile.epochs - epoch - 1)}")
+            logger.info(f"{per_epoch:.0f} s per epoch on {dev}: {profile.epochs - epoch - 1} epochs left, "
+                        f"{finish_estimate(per_epoch, profile.epochs - epoch - 1)}")
         if on_epoch_end is not None:
             on_epoch_end(row)
     return PretrainResult(ckpt_path, metrics, profile, time.perf_counter() - t_run, str(dev), setup.precision.name)
-
-
-def load_simclr(path: str | Path, device: str | None = None) -> tuple[SimCLRModel, RunRecord]:
-    """A pretrained SimCLR model (eval mode) and its checkpoint's record."""
-    record = RunRecord.load(path)
-    model = SimCLRModel(stem=record.profile.stem, projection_dim=record.profile.projection_dim)
-    model.load_state_dict(record.model)
-    return model.to(pick_device(device)).eval(), record

@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import torch
 
@@ -25,7 +27,7 @@ def tiny_run(tmp_path_factory, bundled, tiny_profile):
     bank, held = train.split(0.25)
     out = tmp_path_factory.mktemp("tiny_run")
     result = run_pretrain(tiny_profile, PretrainData(train, (bank, held), DataSpec("bundled"), None), out,
-                          progress=False, log=None)
+                          progress=False)
     return result
 
 
@@ -33,8 +35,18 @@ def tiny_run(tmp_path_factory, bundled, tiny_profile):
 def classifier_ckpt(tiny_run):
     from simclr_helpers.runs import run_evaluate
 
-    res = run_evaluate(tiny_run.checkpoint, method="linear", log=None, progress=False)
+    res = run_evaluate(tiny_run.checkpoint, method="linear", progress=False)
     return res["classifier"]
+
+
+@pytest.fixture(autouse=True)
+def _package_lines_as_they_were():
+    """A test that shows the package's lines (the command line, a notebook's setup) leaves them as it found them."""
+    logger = logging.getLogger("simclr_helpers")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ def test_the_full_recipe_is_train_pretrain(tmp_path, bundled, tiny):
 
     images = bundled.train.balanced_subset(100)
     model = ablations.pretrain_variant(ablations.VARIANTS["full"], tiny, images.images, seed=tiny.seed)
-    run = pretrain(tiny, images, tmp_path, progress=False, log=None)
+    run = pretrain(tiny, images, tmp_path, progress=False)
     reference = RunRecord.load(run.checkpoint).model
     for name, value in model.state_dict().items():
         assert torch.equal(value, reference[name]), name

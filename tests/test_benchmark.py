@@ -4,7 +4,7 @@ from simclr_helpers.lab.benchmark import format_table, run_benchmark
 
 
 def test_benchmark_measures_both_pipelines(bundled):
-    r = run_benchmark(bundled.train.images[:256], device="cpu", batch_size=32, steps=1, repeats=2, log=None,
+    r = run_benchmark(bundled.train.images[:256], device="cpu", batch_size=32, steps=1, repeats=2,
                       augment_batches=2, augment_repeats=3)
     # Every figure is a real measurement: images counted over a clocked interval, both pipelines.
     for key in ("blog_augment_views_per_s", "fast_augment_views_per_s", "blog_train_images_per_s",
@@ -24,7 +24,7 @@ def test_benchmark_measures_both_pipelines(bundled):
 def test_sweep_measures_each_batch_and_counts_flops(bundled):
     from simclr_helpers.lab.benchmark import format_sweep, step_flops_per_image, training_sweep
 
-    r = training_sweep(bundled.train.images[:128], device="cpu", batch_sizes=(16, 32), steps=1, repeats=2, log=None)
+    r = training_sweep(bundled.train.images[:128], device="cpu", batch_sizes=(16, 32), steps=1, repeats=2)
     assert [row["batch_size"] for row in r["rows"]] == [16, 32]
     assert all(len(row["images_per_s_all"]) == 2 and row["images_per_s"] > 1 for row in r["rows"])
     assert all(row["gflops"] == pytest.approx(row["images_per_s"] * r["gflop_per_image"], rel=0.02)

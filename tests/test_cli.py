@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -15,6 +16,29 @@ def run(*args, env=None):
     """The CLI in a real subprocess, as a user runs it."""
     return subprocess.run([sys.executable, "-m", "simclr_helpers", *map(str, args)], capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def test_pretrain_shows_its_lines_on_stderr_as_they_are(tmp_path, capsys):
+    """The package's lines come out plain (no level, no logger name) on stderr, stdout holding the result; once
+    each, however many times the command runs in one process."""
+    out = tmp_path / "run"
+    args = ["pretrain", "--profile", "smoke", "--data", "bundled", "--epochs", "1", "--batch-size", "64",
+            "--train-limit", "200", "--out", str(out), "--resume"]
+
+    def lines(err: str) -> list[str]:  # without tqdm's progress bar
+        return [line for line in err.splitlines() if line.strip() and "batch/s" not in line]
+
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    shown = lines(captured.err)
+    assert shown[0].startswith("data: bundled CIFAR-10 subset/train, 180 training images (")
+    assert shown[1] == f"no checkpoint at {out / 'last.pt'} yet; starting a new run"
+    assert re.fullmatch(r"epoch   1/1: loss \d\.\d{4}, lr \d\.\d{4}, \d+ img/s, [\d.]+ s(, kNN top-1 [\d.]+%)?",
+                        shown[2]), shown
+    assert len(shown) == 3 and captured.out == f"checkpoint: {out / 'last.pt'}\n"
+    assert main(args) == 0
+    shown = lines(capsys.readouterr().err)
+    assert shown[1:] == [f"{out / 'last.pt'} already finished 1 epochs; nothing to do"], shown
 
 
 @pytest.mark.parametrize("cmd", ["pretrain", "evaluate", "predict", "benchmark", "build-subset"])
@@ -152,7 +176,7 @@ def test_resume_continues_the_run_as_its_record_says(tmp_path, capsys):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_pretrain(profile, load_pretrain_data(profile, log=None), out, log=None, progress=False,
+        run_pretrain(profile, load_pretrain_data(profile), out, progress=False,
                      on_epoch_end=stop_after_first_epoch)
     cut = (out / "last.pt").read_bytes()
     for extra, message in ((["--batch-size", "32"], "was started with --batch-size 64, not --batch-size 32"),

@@ -179,24 +179,24 @@ def offline(monkeypatch):
 
 def test_with_a_network_cifar10_is_downloaded_once_into_the_cache(clean_env, online):
     cache = clean_env
-    spec = resolve_data(get_profile("colab"), None, log=None)
+    spec = resolve_data(get_profile("colab"), None)
     assert spec == DataSpec("torchvision", str(cache)) and cifar10_cache_dir() == cache
     assert online == [str(cache)] and (cache / "cifar-10-batches-py").is_dir()
     for _ in range(2):  # later runs find it there
-        data = load_pretrain_data(get_profile("cpu"), log=None)
+        data = load_pretrain_data(get_profile("cpu"))
         assert data.spec == DataSpec("torchvision", str(cache)) and len(data.train) == 90
     assert online == [str(cache)]
 
 
 def test_without_a_network_one_sentence_says_how_to_use_a_local_copy(clean_env, offline):
     with pytest.raises(DataError) as info:
-        resolve_data(get_profile("colab"), None, log=None)
+        resolve_data(get_profile("colab"), None)
     message = str(info.value)
     assert message.startswith("the colab profile needs CIFAR-10: could not download it into ")
     assert "--data PATH" in message and "$SIMCLR_DATA" in message and "Temporary failure" in message
     assert "\n" not in message and message.count(". ") == 0 and message.endswith(".")
     with pytest.raises(DataError, match=r"needs CIFAR-10.*--data PATH or \$SIMCLR_DATA"):
-        load_pretrain_data(get_profile("cpu"), log=None)
+        load_pretrain_data(get_profile("cpu"))
 
 
 def test_a_given_path_or_simclr_data_is_never_replaced_by_a_download(clean_env, offline, tmp_path, monkeypatch):
@@ -279,7 +279,7 @@ def test_keep_in_drive_mounts_drive_and_moves_the_checkpoints_there(clean_env, c
 
 
 def test_a_run_on_drive_resumes_in_a_new_runtime(clean_env, colab, monkeypatch, tmp_path, tiny_run, tiny_profile,
-                                                 bundled):
+                                                 bundled, capsys):
     """The first runtime wrote last.pt to Drive and ended; a new one sets up again and continues from it."""
     from simclr_helpers.checkpoints import RunRecord
     from simclr_helpers.train import pretrain
@@ -290,12 +290,13 @@ def test_a_run_on_drive_resumes_in_a_new_runtime(clean_env, colab, monkeypatch, 
     shutil.copy(tiny_run.checkpoint, s.checkpoint_dir / "last.pt")  # what the first runtime left on Drive
     monkeypatch.delenv("SIMCLR_CHECKPOINTS")  # a new runtime: nothing of the old process is left
     s = notebook.setup(seed=0, profile="smoke", keep_in_drive=True, quiet=True)
-    assert choose_run(s.profile).pretrained(log=None) == s.checkpoint_dir / "last.pt"  # notebooks 04-06
-    lines = []
+    assert choose_run(s.profile).pretrained() == s.checkpoint_dir / "last.pt"  # notebooks 04-06
     train = bundled.train.balanced_subset(320)
-    result = pretrain(tiny_profile.with_overrides(epochs=3), train, resume=True, progress=False,
-                      log=lines.append)  # `pretrain --resume` with no --out: $SIMCLR_CHECKPOINTS/<profile>
+    capsys.readouterr()
+    result = pretrain(tiny_profile.with_overrides(epochs=3), train, resume=True,
+                      progress=False)  # `pretrain --resume` with no --out: $SIMCLR_CHECKPOINTS/<profile>
     assert result.checkpoint == s.checkpoint_dir / "last.pt"
+    lines = capsys.readouterr().out.splitlines()  # printed in the cell, as setup arranged
     assert any(line.startswith("resuming ") and "at epoch 3/3" in line for line in lines), lines
     assert RunRecord.load(result.checkpoint).epoch == 3
 

@@ -5,6 +5,7 @@ two-core machine.
 """
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -14,10 +15,9 @@ import torch
 import torch.distributed as dist
 
 from simclr_helpers import distributed
-from simclr_helpers.checkpoints import RunRecord
+from simclr_helpers.checkpoints import RunRecord, load_simclr
 from simclr_helpers.cli import main
 from simclr_helpers.distributed import DistributedError
-from simclr_helpers.train import load_simclr
 
 SMOKE_ARGS = ["pretrain", "--profile", "smoke", "--data", "bundled", "--batch-size", "64", "--train-limit", "200"]
 
@@ -67,6 +67,22 @@ def test_torchrun_two_processes_then_resume_in_one(tmp_path, capsys):
     assert resumed.rng_ranks is None  # a single-process checkpoint again
     assert resumed.scheduler["last_epoch"] == 2 * steps
     assert resumed.optimizer["state"]  # the momentum buffers came along
+
+
+def test_a_rank_other_than_0_says_nothing(bundled, tiny_profile, tmp_path, monkeypatch, capsys, caplog):
+    """Every process runs pretrain; rank 0 alone logs (the others would repeat its lines)."""
+    from simclr_helpers.lines import show_lines
+    from simclr_helpers.train import pretrain
+
+    show_lines("stdout")  # as a notebook's setup does
+    caplog.set_level(logging.INFO, logger="simclr_helpers")
+    images, profile = bundled.train.balanced_subset(128), tiny_profile.with_overrides(epochs=1, knn_every=0)
+    pretrain(profile, images, tmp_path / "rank0", resume=True, progress=False)
+    assert "starting a new run" in capsys.readouterr().out and len(caplog.messages) == 2  # that line, the epoch's
+    caplog.clear()
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    pretrain(profile, images, tmp_path / "rank1", resume=True, progress=False)
+    assert capsys.readouterr() == ("", "") and caplog.messages == []
 
 
 def test_a_failing_rank_stops_the_run_instead_of_hanging(tmp_path):

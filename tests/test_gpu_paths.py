@@ -102,7 +102,7 @@ def test_compile_keeps_the_precision_of_the_capability(monkeypatch, bundled, tin
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # GradScaler("cuda") without CUDA: it disables itself
         result = train.pretrain(tiny_profile.with_overrides(epochs=1), train_set, tmp_path, compile=True,
-                                progress=False, log=None)
+                                progress=False)
     assert result.precision == ("fp16" if expected == torch.float16 else "bf16")
     assert compiled == [((), {})]  # torch.compile(model): no mode, options or dtype that could choose bf16
     asked = {dtype for _, dtype, enabled in autocasts if enabled}
@@ -130,11 +130,11 @@ def faked_stages(monkeypatch, bundled):
     fake_capability(monkeypatch, (7, 5), 15.8, "Tesla T4")
     calls = []
 
-    def short(data, device, budget_s, log=None, profile=None):
+    def short(data, device, budget_s, profile=None):
         calls.append(("pretrain", data, str(device)))
         return {"projected_colab_minutes_on_this_gpu": 21.0}, bundled.train.images
 
-    def sweep(images, device, batch_sizes, stem, steps, repeats, compile, log=None):
+    def sweep(images, device, batch_sizes, stem, steps, repeats, compile):
         calls.append(("sweep", stem, compile, batch_sizes))
         return {"stem": stem, "rows": [{"batch_size": 512, "compile": compile, "images_per_s": 1.0}]}
 
@@ -151,7 +151,7 @@ def faked_stages(monkeypatch, bundled):
 def test_gpu_check_runs_every_stage_when_there_is_time(faked_stages, monkeypatch):
     monkeypatch.setenv("SIMCLR_PROFILE", "x")
     monkeypatch.delenv("SIMCLR_PROFILE")
-    result = gpucheck.gpu_check(budget_s=480, log=None)
+    result = gpucheck.gpu_check(budget_s=480)
     json.dumps(result)  # JSON as printed
     assert result["gpu"] == {"name": "Tesla T4", "capability": "7.5", "memory_gb": 15.8}
     assert (result["auto_profile"], result["precision"], result["loss_scaling"]) == ("colab", "fp16", True)
@@ -170,7 +170,7 @@ def test_gpu_check_skips_what_does_not_fit_and_goes_on_after_a_failure(faked_sta
         raise RuntimeError("CUDA error: out of memory\nmore")
 
     monkeypatch.setattr(benchmark, "run_benchmark", broken)
-    result = gpucheck.gpu_check(budget_s=gpucheck.COMPILE_NEEDS_S - 1, log=None)
+    result = gpucheck.gpu_check(budget_s=gpucheck.COMPILE_NEEDS_S - 1)
     assert [c[0] for c in faked_stages] == ["pretrain", "sweep", "sweep"]
     assert result["errors"] == [f"blog pipeline vs fast path, {stem} stem: RuntimeError: CUDA error: out of memory"
                                 for stem in ("cifar", "imagenet")]
@@ -191,7 +191,7 @@ def test_gpu_check_command_exits_1_when_a_stage_failed(faked_stages, monkeypatch
 
 def test_short_pretraining_stops_when_its_time_is_up(tiny_profile, monkeypatch):
     """The real stage on the CPU with a tiny profile: stopped after its first epoch, then the kNN of that checkpoint."""
-    res, images = gpucheck.short_pretraining("bundled", torch.device("cpu"), budget_s=0.01, log=None,
+    res, images = gpucheck.short_pretraining("bundled", torch.device("cpu"), budget_s=0.01,
                                              profile=tiny_profile.with_overrides(epochs=3, train_limit=320))
     assert res["stopped_early"] and res["epochs"] == 1 and len(res["train_seconds_per_epoch"]) == 1
     assert 0.0 <= res["knn_top1"] <= 1.0 and res["knn_test_images"] == 1000

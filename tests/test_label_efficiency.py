@@ -1,6 +1,7 @@
 """Label efficiency: four curves on the same subsets, budgets chosen on validation images, resumable."""
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -29,21 +30,21 @@ def test_validation_is_the_pretraining_runs_held_out_split(bundled):
     from simclr_helpers.config import get_profile
     from simclr_helpers.runs import load_pretrain_data
 
-    data = load_pretrain_data(get_profile("smoke"), log=None)
+    data = load_pretrain_data(get_profile("smoke"))
     pool, validation = le.split_validation(bundled.train)
     assert pool.images.equal(data.train.images) and validation.images.equal(data.monitor[1].images)
 
 
-def test_curves_budgets_and_resume(tiny_run, small_splits, tmp_path):
+def test_curves_budgets_and_resume(tiny_run, small_splits, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="simclr_helpers")
     store = tmp_path / "store.jsonl"
-    lines = []
     grid, probe_grid = {0.1: (1, 2), 1.0: (1,)}, (2,)  # the profile's linear_epochs (5) joins the probes' grid
     result = le.run_label_efficiency(tiny_run.checkpoint, small_splits, (0.1, 1.0), grid, store, "cpu",
-                                     log=lines.append, progress=False, probe_grid=probe_grid)
+                                     progress=False, probe_grid=probe_grid)
     entries = [json.loads(line) for line in store.read_text().splitlines()]
     assert len(entries) == 2 * 2 * 2 + 2 + 1 + 2 + 1  # probes (2 budgets) at both fractions, then the trained grids
-    assert lines[0] == ("label efficiency: 0 runs already done, 8 to go, and up to 6 more where validation is "
-                        "still rising (a grid ends at the first budget that does not improve it)")
+    assert caplog.messages[0] == ("label efficiency: 0 runs already done, 8 to go, and up to 6 more where validation "
+                                  "is still rising (a grid ends at the first budget that does not improve it)")
     cell = result["fractions"]["0.1"]
     assert set(cell) == set(le.METHODS)
     for method in le.TRAINED:  # the chosen budget is the best on validation, the grid is kept
@@ -64,8 +65,8 @@ def test_curves_budgets_and_resume(tiny_run, small_splits, tmp_path):
     assert correct.mean() == pytest.approx(cell["scratch"]["test_top1"], abs=1e-4)
 
     again = le.run_label_efficiency(tiny_run.checkpoint, small_splits, (0.1, 1.0), grid, store, "cpu",
-                                    log=lines.append, progress=False, probe_grid=probe_grid)
-    assert lines[-1].startswith("label efficiency: 14 runs already done, 0 to go, and up to 0 more")
+                                    progress=False, probe_grid=probe_grid)
+    assert caplog.messages[-1].startswith("label efficiency: 14 runs already done, 0 to go, and up to 0 more")
     assert again["fractions"] == result["fractions"]
 
     # The store read without training: complete for these grids (also with the checkpoint spelled as another
@@ -133,7 +134,7 @@ def test_finetuning_starts_from_the_pretrained_backbone(tiny_run, small_splits, 
 
     monkeypatch.setattr(supervised, "train_supervised", spy)
     le.run_label_efficiency(tiny_run.checkpoint, small_splits, (1.0,), {1.0: (1,)}, None, "cpu",
-                            methods=("scratch", "finetune"), log=None, progress=False)
+                            methods=("scratch", "finetune"), progress=False)
     assert set(starts) == {True, False} and starts[True] == starts[False]  # the same recipe for both
     assert starts[True].augment == "pad-crop" and starts[True].epochs == 1
 

@@ -39,8 +39,7 @@ def test_notebook_loop_equals_pretrain(bundled, tiny_profile, tmp_path, monkeypa
     exec(_cell("model = SimCLRModel("), ns)
     exec(_cell("for epoch in range(profile.epochs):"), ns)
 
-    result = pretrain(profile, train, tmp_path / "package", data=data.spec, monitor=(bank, held), progress=False,
-                      log=None)
+    result = pretrain(profile, train, tmp_path / "package", data=data.spec, monitor=(bank, held), progress=False)
     package = torch.load(result.checkpoint, weights_only=True)["model"]
     notebook = ns["model"].state_dict()
     assert package.keys() == notebook.keys()

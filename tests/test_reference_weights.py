@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 import shutil
 
 import pytest
@@ -134,7 +135,7 @@ def test_nothing_writes_into_the_reference(tmp_path, monkeypatch):
     assert run.pretrained() == "reference" and C.REFERENCE_FILE.stat().st_mtime_ns == before
 
 
-def test_the_reference_without_cifar10_falls_back_to_the_bundled_subset(monkeypatch, tmp_path):
+def test_the_reference_without_cifar10_falls_back_to_the_bundled_subset(monkeypatch, tmp_path, caplog):
     """Offline and without $SIMCLR_DATA, notebooks 04-06 evaluate the reference on the bundled subset and say so."""
     from simclr_helpers.config import get_profile
     from simclr_helpers.runs import choose_run
@@ -142,9 +143,10 @@ def test_the_reference_without_cifar10_falls_back_to_the_bundled_subset(monkeypa
     monkeypatch.delenv("SIMCLR_DATA", raising=False)
     monkeypatch.setenv("SIMCLR_DATA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("simclr_helpers.data.download_cifar10", _no_network)
-    lines = []
-    splits = choose_run(get_profile("smoke"), "reference").data(log=lines.append)
+    caplog.set_level(logging.INFO, logger="simclr_helpers")
+    splits = choose_run(get_profile("smoke"), "reference").data()
     assert (len(splits.train), len(splits.test)) == (3000, 1000)
+    lines = caplog.messages
     assert len(lines) == 1 and "no network here" in lines[0] and "bundled subset stands in" in lines[0]
 
 

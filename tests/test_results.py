@@ -39,7 +39,7 @@ def test_label_subsets_are_class_balanced_nested_and_reproducible():
 def report(tiny_run):
     from simclr_helpers.lab.reproduce import run_report
 
-    return run_report(tiny_run.checkpoint, fractions=(0.1, 1.0), probe_epochs=1, log=None, progress=False)
+    return run_report(tiny_run.checkpoint, fractions=(0.1, 1.0), probe_epochs=1, progress=False)
 
 
 def test_report_measures_every_figure_of_a_row(report, tiny_run):

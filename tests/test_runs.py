@@ -1,3 +1,4 @@
+import logging
 from pathlib import Path
 
 import pytest
@@ -25,29 +26,29 @@ def test_data_spec_comes_from_argument_env_or_profile(monkeypatch, tmp_path):
 
 def test_monitor_queries_are_held_out_of_pretraining(monkeypatch):
     monkeypatch.delenv("SIMCLR_DATA", raising=False)
-    data = load_pretrain_data(get_profile("smoke"), log=None)
+    data = load_pretrain_data(get_profile("smoke"))
     train, (bank, held) = data.train, data.monitor
     assert len(train) == 2700 and len(held) == 300 and len(bank) <= len(train)
     seen = {bytes(img.numpy()) for img in train.images}
     assert not any(bytes(img.numpy()) in seen for img in held.images)
 
 
-def test_an_existing_run_is_opened_without_training(tiny_run, tiny_profile):
-    messages = []
+def test_an_existing_run_is_opened_without_training(tiny_run, tiny_profile, caplog):
+    caplog.set_level(logging.INFO, logger="simclr_helpers")
     run = Run(tiny_run.checkpoint.parent, tiny_profile, "test", named=False)
-    assert run.pretrained(log=messages.append) == tiny_run.checkpoint and messages == []
+    assert run.pretrained() == tiny_run.checkpoint and caplog.messages == []
 
 
-def test_a_missing_classifier_is_trained_beside_the_run(tiny_run, tiny_profile, tmp_path):
+def test_a_missing_classifier_is_trained_beside_the_run(tiny_run, tiny_profile, tmp_path, caplog):
     import shutil
 
+    caplog.set_level(logging.INFO, logger="simclr_helpers")
     shutil.copy(tiny_run.checkpoint, tmp_path / "last.pt")
-    messages = []
     run = Run(tmp_path, tiny_profile, "test", named=False)
-    path = run.classifier(log=messages.append)
+    path = run.classifier()
     assert path == tmp_path / "classifier.pt" == run.classifier_out and path.exists()
-    assert any("training the linear probe now" in m for m in messages)
-    assert run.classifier(log=messages.append) == path
+    assert any("training the linear probe now" in m for m in caplog.messages)
+    assert run.classifier() == path
 
 
 def test_which_run_the_notebooks_read(tiny_run, tiny_profile, tmp_path, monkeypatch):

@@ -1,3 +1,4 @@
+import logging
 import sys
 
 import pytest
@@ -31,7 +32,7 @@ def test_run_writes_checkpoint_logs_and_normalisation(tiny_run, tiny_profile):
 
 def _train(bundled, profile, out, **kw):
     train = bundled.train.balanced_subset(192)
-    return pretrain(profile, train, out, progress=False, log=None, **kw)
+    return pretrain(profile, train, out, progress=False, **kw)
 
 
 def test_killed_and_resumed_run_matches_an_uninterrupted_one(bundled, tiny_profile, tmp_path):
@@ -61,13 +62,13 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(bundled, tiny_profi
 def test_resume_of_a_finished_run_does_nothing(tiny_run, tiny_profile, bundled):
     before = RunRecord.load(tiny_run.checkpoint).metrics
     res = pretrain(tiny_profile, bundled.train.balanced_subset(320), tiny_run.checkpoint.parent, resume=True,
-                   progress=False, log=None)
+                   progress=False)
     assert res.metrics == before
 
 
 def test_blog_pipeline_runs_the_same_loop(bundled, tiny_profile, tmp_path):
     profile = tiny_profile.with_overrides(epochs=1, knn_every=0)
-    res = pretrain(profile, bundled.train.balanced_subset(128), tmp_path, pipeline="blog", progress=False, log=None)
+    res = pretrain(profile, bundled.train.balanced_subset(128), tmp_path, pipeline="blog", progress=False)
     assert res.metrics[0]["epoch"] == 1 and res.metrics[0]["loss"] > 0
     assert RunRecord.load(res.checkpoint).pipeline == "blog"
 
@@ -105,11 +106,10 @@ def test_finish_estimate_names_the_time_left():
     assert finish_estimate(600, 30, now=0).startswith("about 5.0 h more")
 
 
-def test_run_prints_the_expected_finish_after_its_first_epoch(bundled, tiny_profile, tmp_path):
-    lines = []
-    pretrain(tiny_profile.with_overrides(knn_every=0), bundled.train.balanced_subset(128), tmp_path,
-             progress=False, log=lines.append)
-    assert any("s per epoch on cpu: 1 epochs left, about" in line for line in lines), lines
+def test_run_prints_the_expected_finish_after_its_first_epoch(bundled, tiny_profile, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="simclr_helpers")
+    pretrain(tiny_profile.with_overrides(knn_every=0), bundled.train.balanced_subset(128), tmp_path, progress=False)
+    assert any("s per epoch on cpu: 1 epochs left, about" in line for line in caplog.messages), caplog.messages
 
 
 def test_a_folder_with_a_run_is_never_trained_over_silently(tiny_run, tiny_profile, bundled):
@@ -117,8 +117,7 @@ def test_a_folder_with_a_run_is_never_trained_over_silently(tiny_run, tiny_profi
 
     before = tiny_run.checkpoint.read_bytes()
     with pytest.raises(TrainingError, match=r"already holds a run \(2 epochs\); continue it with --resume"):
-        pretrain(tiny_profile, bundled.train.balanced_subset(320), tiny_run.checkpoint.parent, progress=False,
-                 log=None)
+        pretrain(tiny_profile, bundled.train.balanced_subset(320), tiny_run.checkpoint.parent, progress=False)
     assert tiny_run.checkpoint.read_bytes() == before
 
 
@@ -145,7 +144,7 @@ def test_fewer_images_than_one_batch_is_a_data_error(bundled, tiny_profile, tmp_
     from simclr_helpers.errors import DataError
 
     with pytest.raises(DataError, match="10 training images are fewer than one batch of 64"):
-        pretrain(tiny_profile, bundled.train.subset(torch.arange(10)), tmp_path, progress=False, log=None)
+        pretrain(tiny_profile, bundled.train.subset(torch.arange(10)), tmp_path, progress=False)
     assert not (tmp_path / "last.pt").exists()
 
 

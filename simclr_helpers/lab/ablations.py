@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +45,7 @@ from ..store import append_store, read_store
 if TYPE_CHECKING:
     from ..runs import PretrainData
 
+logger = logging.getLogger(__name__)
 DEFAULT_EPOCHS = 4  # per run: 9 variants x 3 seeds, estimated at about 14 minutes on an idle 2-core CPU
 DEFAULT_SEEDS = 3
 
@@ -134,8 +136,7 @@ def knn_top1(backbone: torch.nn.Module, bank: ImageTensors, queries: ImageTensor
 
 
 def run_ablation(profile: Profile, data: PretrainData, variants: Sequence[str] | None = None,
-                 seeds: int = DEFAULT_SEEDS, device=None, log: Callable[[str], None] | None = print,
-                 store: str | Path | None = None) -> dict:
+                 seeds: int = DEFAULT_SEEDS, device=None, store: str | Path | None = None) -> dict:
     """Pretrain every variant with ``seeds`` seeds at the budget of ``profile`` and measure kNN top-1.
 
     ``data`` is what ``runs.load_pretrain_data`` returns (labelled data only): its ``train``
@@ -149,7 +150,6 @@ def run_ablation(profile: Profile, data: PretrainData, variants: Sequence[str] |
     """
     from .results import stamp
 
-    log = log or (lambda s: None)
     if data.splits is None:
         from ..errors import DataError
 
@@ -167,7 +167,8 @@ def run_ablation(profile: Profile, data: PretrainData, variants: Sequence[str] |
     jobs = [(RANDOM_INIT, seed) for seed in seed_list] + [(key, seed) for key in keys for seed in seed_list]
     todo = [job for job in jobs if job not in done]
     if store:
-        log(f"ablation: {len(jobs)} runs; {len(jobs) - len(todo)} already in {Path(store).name}, {len(todo)} to go")
+        logger.info(f"ablation: {len(jobs)} runs; {len(jobs) - len(todo)} already in {Path(store).name}, "
+                    f"{len(todo)} to go")
     t_start = time.perf_counter()
     for i, (key, seed) in enumerate(todo):
         t0 = time.perf_counter()
@@ -182,8 +183,8 @@ def run_ablation(profile: Profile, data: PretrainData, variants: Sequence[str] |
             append_store(store, entry)
         trained = [e["seconds"] for (k, _), e in done.items() if k != RANDOM_INIT]
         left = sum(1 for k, _ in todo[i + 1:] if k != RANDOM_INIT) * (sum(trained) / len(trained) if trained else 0)
-        log(f"{key}, seed {seed}: kNN top-1 {entry['knn']:.1%} ({entry['seconds']:.0f} s); {i + 1}/{len(todo)} "
-            f"runs done, {(time.perf_counter() - t_start) / 60:.0f} min so far, about {left / 60:.0f} min left")
+        logger.info(f"{key}, seed {seed}: kNN top-1 {entry['knn']:.1%} ({entry['seconds']:.0f} s); {i + 1}/{len(todo)} "
+                    f"runs done, {(time.perf_counter() - t_start) / 60:.0f} min so far, about {left / 60:.0f} min left")
     rows = []
     for key in keys:
         variant = VARIANTS[key]

@@ -8,6 +8,7 @@ reports the median of repeats. The command line tunes the allocator before it me
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 
@@ -16,6 +17,8 @@ import torch
 from ..augment import BatchedSimCLRAugment
 from ..blog import blog_loader, probe_epoch_blog_way
 from ..runtime import allocator_tuned, cpu_count, pick_device, pick_precision
+
+logger = logging.getLogger(__name__)
 
 
 def _sync(device) -> None:
@@ -141,7 +144,7 @@ def _sync_all() -> None:
 
 
 def run_benchmark(images: torch.Tensor, device=None, batch_size: int = 256, stem: str = "imagenet",
-                  steps: int = 5, repeats: int = 3, compile: bool = False, log=print,
+                  steps: int = 5, repeats: int = 3, compile: bool = False,
                   augment_batches: int = 16, augment_repeats: int = 7, workers: int | None = None) -> dict:
     """The blog's pipeline against the fast path on this machine: augmentation and full training steps.
 
@@ -153,7 +156,6 @@ def run_benchmark(images: torch.Tensor, device=None, batch_size: int = 256, stem
     from ..config import get_profile
     from ..train import training_setup
 
-    log = log or (lambda s: None)
     dev = pick_device(device)
     workers = cpu_count() if workers is None else workers
     profile = get_profile("smoke").with_overrides(batch_size=batch_size, stem=stem)
@@ -161,8 +163,8 @@ def run_benchmark(images: torch.Tensor, device=None, batch_size: int = 256, stem
               "torch": str(torch.__version__), "batch_size": batch_size, "stem": stem, "cpus": cpu_count(),
               "workers": workers, "images": len(images), "glibc_keeps_freed_memory": allocator_tuned()}
 
-    log(f"augmentation: the blog's pipeline (lightly SimCLRTransform, DataLoader with {workers} workers) "
-        f"and batched, {augment_repeats} alternating repeats ...")
+    logger.info(f"augmentation: the blog's pipeline (lightly SimCLRTransform, DataLoader with {workers} workers) "
+                f"and batched, {augment_repeats} alternating repeats ...")
     aug = augment_throughputs(images, batch_size, dev, workers, augment_batches, augment_repeats)
     result["blog_augment_views_per_s"] = round(aug["blog"])
     result["fast_augment_views_per_s"] = round(aug["fast"])
@@ -182,7 +184,7 @@ def run_benchmark(images: torch.Tensor, device=None, batch_size: int = 256, stem
             def make_batches(batches=setup.batches):
                 return batches
         runners[pipeline] = (make_batches, setup.step)
-    log(f"training steps: the blog's and the fast pipeline, {repeats} alternating repeats ...")
+    logger.info(f"training steps: the blog's and the fast pipeline, {repeats} alternating repeats ...")
     rates = {"blog": [], "fast": []}
     for _ in range(repeats):
         for pipeline, (make_batches, step) in runners.items():
@@ -291,7 +293,7 @@ def matmul_gflops(device="cpu", n: int = 4096, repeats: int = 5) -> float:
 
 
 def training_sweep(images: torch.Tensor, device=None, batch_sizes=(64, 128, 256, 512), stem: str = "imagenet",
-                   steps: int = 5, repeats: int = 5, compile: bool = False, log=print) -> dict:
+                   steps: int = 5, repeats: int = 5, compile: bool = False) -> dict:
     """Fast-path training throughput for several batch sizes (and, with ``compile``, with and without it).
 
     The variants take turns repeat by repeat, so a drift in the machine's load touches all of
@@ -301,7 +303,6 @@ def training_sweep(images: torch.Tensor, device=None, batch_sizes=(64, 128, 256,
     from ..config import get_profile
     from ..train import training_setup
 
-    log = log or (lambda s: None)
     dev = pick_device(device)
     precision = pick_precision(dev)
     variants = [(b, c) for b in batch_sizes for c in ((False, True) if compile else (False,))]
@@ -312,12 +313,13 @@ def training_sweep(images: torch.Tensor, device=None, batch_sizes=(64, 128, 256,
         runners[(batch_size, compiled)] = (lambda b=setup.batches: b, setup.step)
         t0 = time.perf_counter()
         _training_throughput(*runners[(batch_size, compiled)], steps=1)  # warm-up (and compile)
-        log(f"batch {batch_size}{' + compile' if compiled else ''}: warmed up in {time.perf_counter() - t0:.1f} s")
+        logger.info(f"batch {batch_size}{' + compile' if compiled else ''}: warmed up in "
+                    f"{time.perf_counter() - t0:.1f} s")
     rates = {key: [] for key in runners}
     for r in range(repeats):
         for key, (make_batches, step) in runners.items():
             rates[key].append(_training_throughput(make_batches, step, steps))
-        log(f"repeat {r + 1}/{repeats} done")
+        logger.info(f"repeat {r + 1}/{repeats} done")
     flops = step_flops_per_image(stem)
     peak = matmul_gflops(dev)
     rows = []

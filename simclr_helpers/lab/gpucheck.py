@@ -19,8 +19,8 @@ Without a GPU it says so in one sentence and the command exits with status 2.
 
 from __future__ import annotations
 
+import logging
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,6 +39,7 @@ from ..config import (
 from ..errors import DataError, SimclrError
 from ..runtime import pick_precision
 
+logger = logging.getLogger(__name__)
 BUDGET_S = 8 * 60
 PRETRAIN_EPOCHS = 3  # the first epoch warms up (cuDNN autotuning); the others are what a run costs
 PRETRAIN_SHARE = 0.45  # of the budget, for loading the data, the short pretraining and its kNN
@@ -54,14 +55,8 @@ class _TimeUp(Exception):
     """Raised from the epoch callback to end the short pretraining early."""
 
 
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
-def gpu_check(data: str | None = None, device: str = "cuda", budget_s: float = BUDGET_S,
-              log: Callable[[str], None] | None = _stderr) -> dict:
+def gpu_check(data: str | None = None, device: str = "cuda", budget_s: float = BUDGET_S) -> dict:
     """Run the stages above on ``device`` within ``budget_s`` seconds; return what they measured."""
-    log = log or (lambda s: None)
     t_start = time.perf_counter()
 
     def left() -> float:
@@ -83,27 +78,27 @@ def gpu_check(data: str | None = None, device: str = "cuda", budget_s: float = B
                      "note": "estimated from FLOPs (config.py), not measured on a GPU"},
         "skipped": [], "errors": [],
     }
-    log(f"gpu-check on {gpu['name']} (capability {result['gpu']['capability']}, {result['gpu']['memory_gb']} GB), "
-        f"{precision.name}; at most {budget_s / 60:.0f} min")
+    logger.info(f"gpu-check on {gpu['name']} (capability {result['gpu']['capability']}, "
+                f"{result['gpu']['memory_gb']} GB), {precision.name}; at most {budget_s / 60:.0f} min")
 
     def stage(name: str, needs_s: float, run: Callable[[], object]):
         if left() < needs_s:
             result["skipped"].append(f"{name} ({left():.0f} s left, needs about {needs_s:.0f} s)")
-            log(f"skipped: {name}")
+            logger.info(f"skipped: {name}")
             return None
-        log(f"--- {name} ({left():.0f} s left)")
+        logger.info(f"--- {name} ({left():.0f} s left)")
         try:
             return run()
         except Exception as exc:  # noqa: BLE001  (one stage failing must not hide what the others measure)
             detail = str(exc).splitlines()[0] if str(exc) else ""
             result["errors"].append(f"{name}: {type(exc).__name__}: {detail}")
-            log(f"failed: {name}: {type(exc).__name__}: {detail}")
+            logger.info(f"failed: {name}: {type(exc).__name__}: {detail}")
             return None
 
     images = {}
 
     def pretraining():
-        res, train = short_pretraining(data, dev, budget_s * PRETRAIN_SHARE, log)
+        res, train = short_pretraining(data, dev, budget_s * PRETRAIN_SHARE)
         images["train"] = train
         return res
 
@@ -119,37 +114,35 @@ def gpu_check(data: str | None = None, device: str = "cuda", budget_s: float = B
     result["sweep"] = {}
     for stem in ("cifar", "imagenet"):
         result["sweep"][stem] = stage(f"training throughput, {stem} stem", SWEEP_NEEDS_S, lambda stem=stem: (
-            training_sweep(train, dev, (512,), stem, steps=10, repeats=3, compile=False, log=log)))
+            training_sweep(train, dev, (512,), stem, steps=10, repeats=3, compile=False)))
     result["benchmark"] = {}
     for stem in ("cifar", "imagenet"):
         result["benchmark"][stem] = stage(f"blog pipeline vs fast path, {stem} stem", BENCHMARK_NEEDS_S,
                                           lambda stem=stem: run_benchmark(
-                                              train, dev, 256, stem, steps=5, repeats=3, log=log,
+                                              train, dev, 256, stem, steps=5, repeats=3,
                                               augment_batches=8, augment_repeats=3))
     result["sweep_compiled"] = {}
     for stem in ("cifar", "imagenet"):
         result["sweep_compiled"][stem] = stage(f"torch.compile, {stem} stem", COMPILE_NEEDS_S, lambda stem=stem: (
-            training_sweep(train, dev, (512,), stem, steps=10, repeats=3, compile=True, log=log)))
+            training_sweep(train, dev, (512,), stem, steps=10, repeats=3, compile=True)))
     result["seconds"] = round(time.perf_counter() - t_start, 1)
     return result
 
 
 def short_pretraining(data: str | None, device: torch.device, budget_s: float,
-                      log: Callable[[str], None] | None = _stderr,
                       profile: Profile | None = None) -> tuple[dict, torch.Tensor]:
     """A few epochs of the ``colab`` profile (or ``profile``), stopped early when ``budget_s`` runs
     out, and kNN top-1 of the checkpoint; returns the figures and the training images (uint8, CPU)."""
     from ..checkpoints import RunRecord
     from ..runs import load_pretrain_data, run_evaluate, run_pretrain
 
-    log = log or (lambda s: None)
     t0 = time.perf_counter()
     profile = profile or get_profile("colab").with_overrides(epochs=PRETRAIN_EPOCHS)
     try:
-        loaded = load_pretrain_data(profile, data, log=log)
+        loaded = load_pretrain_data(profile, data)
     except DataError as exc:
-        log(f"{exc} gpu-check goes on with the bundled subset (the timings then do not scale to CIFAR-10).")
-        loaded = load_pretrain_data(profile, "bundled", log=log)
+        logger.info(f"{exc} gpu-check goes on with the bundled subset (the timings then do not scale to CIFAR-10).")
+        loaded = load_pretrain_data(profile, "bundled")
     n_train = len(loaded.train)
     walls = [time.perf_counter()]
 
@@ -162,14 +155,14 @@ def short_pretraining(data: str | None, device: torch.device, budget_s: float,
     with tempfile.TemporaryDirectory(prefix="simclr-gpu-check-") as tmp:
         stopped_early = False
         try:
-            run_pretrain(profile, loaded, Path(tmp), log=log, device=str(device), progress=False,
+            run_pretrain(profile, loaded, Path(tmp), device=str(device), progress=False,
                          on_epoch_end=on_epoch_end)
         except _TimeUp:
             stopped_early = True
-            log("short pretraining stopped early to stay within the time")
+            logger.info("short pretraining stopped early to stay within the time")
         checkpoint = Path(tmp) / "last.pt"
         metrics = RunRecord.load(checkpoint).metrics
-        knn = run_evaluate(checkpoint, method="knn", device=str(device), log=log, progress=False)
+        knn = run_evaluate(checkpoint, method="knn", device=str(device), progress=False)
     train_s = [m["seconds"] for m in metrics]
     wall_s = [b - a for a, b in zip(walls, walls[1:])]
     steady = train_s[1:] or train_s  # the first epoch includes the warm-up
@@ -188,9 +181,9 @@ def short_pretraining(data: str | None, device: torch.device, budget_s: float,
     if full and steady_wall:
         per_epoch = statistics.median(steady_wall)
         res["projected_colab_minutes_on_this_gpu"] = round(COLAB_EPOCHS * per_epoch / 60, 1)
-        log(f"the full colab profile ({COLAB_EPOCHS} epochs) would take about "
-            f"{res['projected_colab_minutes_on_this_gpu']} min on this GPU "
-            f"(estimate for a T4: {COLAB_EPOCHS * COLAB_SECONDS_PER_EPOCH_ESTIMATE / 60:.0f} min)")
+        logger.info(f"the full colab profile ({COLAB_EPOCHS} epochs) would take about "
+                    f"{res['projected_colab_minutes_on_this_gpu']} min on this GPU "
+                    f"(estimate for a T4: {COLAB_EPOCHS * COLAB_SECONDS_PER_EPOCH_ESTIMATE / 60:.0f} min)")
     else:
         res["projected_colab_minutes_on_this_gpu"] = None
         res["projection_note"] = "needs full CIFAR-10 (pass --data PATH or allow the download)"

@@ -27,16 +27,18 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..checkpoints import is_reference
+from ..checkpoints import is_reference, load_simclr
 from ..data import CIFARSplits, ImageTensors
 from ..store import append_store, read_store
 
+logger = logging.getLogger(__name__)
 FRACTIONS = (0.01, 0.1, 1.0)
 # The trained curves' budgets per label fraction: doubling until the validation top-1 stops rising. 1% was
 # extended by one doubling (800 epochs) and 10% by two (200, then 400) because the network from scratch was
@@ -145,7 +147,7 @@ def _read(store, budget: dict) -> tuple[dict, dict]:
 
 def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[float] = FRACTIONS,
                          grid: dict | None = None, store: str | Path | None = None, device=None,
-                         methods: Sequence[str] = METHODS, log: Callable[[str], None] | None = print,
+                         methods: Sequence[str] = METHODS,
                          progress: bool = True, probe_grid: Sequence[int] = PROBE_GRID) -> dict:
     """Measure the four curves for ``checkpoint`` (a pretraining checkpoint or ``reference``) on ``splits``.
 
@@ -155,9 +157,7 @@ def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[fl
     from ..models import random_init_backbone
     from ..runtime import pick_device
     from ..supervised import SupervisedRecipe, predict, train_supervised
-    from ..train import load_simclr
 
-    log = log or (lambda s: None)
     dev = pick_device(device)
     model, record = load_simclr(checkpoint, device=dev)
     p, stats = record.profile, record.normalize
@@ -167,7 +167,7 @@ def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[fl
     test = splits.test
     n_classes = len(splits.train.classes)
     todo = [job for job in jobs if job not in done]
-    log(f"label efficiency: {len(done)} runs already done, {len(todo)} to go, and up to {later} more where "
+    logger.info(f"label efficiency: {len(done)} runs already done, {len(todo)} to go, and up to {later} more where "
         "validation is still rising (a grid ends at the first budget that does not improve it)")
 
     def _features(name: str) -> tuple:  # a probe's cached features of the pool, validation and test images
@@ -206,7 +206,7 @@ def run_label_efficiency(checkpoint, splits: CIFARSplits, fractions: Sequence[fl
             append_store(store, entry)
         jobs, later = _jobs(grids, done)
         todo, n_run = [job for job in jobs if job not in done], n_run + 1
-        log(f"{method}, {fraction:.0%} of the labels ({len(idx)} images), {epochs} epochs: validation "
+        logger.info(f"{method}, {fraction:.0%} of the labels ({len(idx)} images), {epochs} epochs: validation "
             f"{entry['val_top1']:.1%}, test {entry['test_top1']:.1%} ({entry['seconds']:.0f} s); {n_run} done, "
             f"{len(todo)} to go and up to {later} more, {(time.perf_counter() - t_start) / 60:.0f} min so far")
     return summarise([done[job] for job in jobs], budget, fractions, methods)

@@ -7,20 +7,23 @@ The learner opens runs through ``runs``; this module only measures them, for the
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import torch
 
+from ..checkpoints import load_simclr
 from ..config import PROFILES, Profile, default_checkpoint_dir
 from ..data import DataSpec, load_cifar10
-from ..runs import Log, load_pretrain_data, resumed_settings, run_pretrain, run_splits
+from ..runs import load_pretrain_data, resumed_settings, run_pretrain, run_splits
 from .results import stamp
 
+logger = logging.getLogger(__name__)
 
 def run_report(checkpoint: str | Path, data: str | Path | None = None, device: str | None = None,
-               fractions=None, supervised: bool = True, probe_epochs: int = 10, log: Log | None = print,
-               progress: bool = True, splits=None, supervised_steps: int | None = None) -> dict:
+               fractions=None, supervised: bool = True, probe_epochs: int = 10, progress: bool = True,
+               splits=None, supervised_steps: int | None = None) -> dict:
     """Everything the results table says about one pretraining checkpoint, measured now.
 
     kNN and linear top-1 of the SimCLR backbone and of a random-init backbone of the same
@@ -44,10 +47,8 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
     from ..models import random_init_backbone
     from ..runtime import pick_device
     from ..supervised import SupervisedRecipe, predict, train_supervised
-    from ..train import load_simclr
     from .benchmark import probe_speed
 
-    log = log or (lambda s: None)
     fractions = tuple(fractions or LABEL_FRACTIONS)
     dev = pick_device(device)
     model, record = load_simclr(checkpoint, device=dev)
@@ -64,14 +65,14 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
     row = {"knn": {}, "linear": {}, "label_efficiency": {}}
     for name, (f_train, f_test) in feats.items():
         row["knn"][name] = round(knn_accuracy(f_train, y_train, f_test, y_test, n_classes, k=p.knn_k).top1, 4)
-        log(f"kNN top-1 ({name}): {row['knn'][name]:.1%}")
+        logger.info(f"kNN top-1 ({name}): {row['knn'][name]:.1%}")
     for fraction in fractions:
         cell = row["label_efficiency"].setdefault(str(fraction), {})
         for name, (f_train, f_test) in feats.items():
             cell[name] = round(probe_with_labels(f_train, y_train, f_test, y_test, fraction, n_classes,
                                                  p.linear_epochs, p.seed), 4)
-        log(f"linear probe, {fraction:.0%} of the labels: SimCLR {cell['simclr']:.1%}, "
-            f"random init {cell['random_init']:.1%}")
+        logger.info(f"linear probe, {fraction:.0%} of the labels: SimCLR {cell['simclr']:.1%}, "
+                    f"random init {cell['random_init']:.1%}")
     full = row["label_efficiency"].get("1.0") or row["label_efficiency"][str(max(fractions))]
     row["linear"] = {"simclr": full["simclr"], "random_init": full["random_init"]}
     # z = g(h): the projection head on the cached backbone features (eval mode: its BatchNorm is frozen too).
@@ -80,11 +81,12 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
         z_train, z_test = (head(f.to(dev)).float().cpu() for f in feats["simclr"])
     row["linear_z"] = round(probe_with_labels(z_train, y_train, z_test, y_test, 1.0, n_classes, p.linear_epochs,
                                               p.seed), 4)
-    log(f"linear probe on z (projection head): {row['linear_z']:.1%} vs h (backbone): {row['linear']['simclr']:.1%}")
+    logger.info(f"linear probe on z (projection head): {row['linear_z']:.1%} vs h (backbone): "
+                f"{row['linear']['simclr']:.1%}")
     if probe_epochs:
         row["probe_speed"] = probe_speed(model.backbone, train, probe_epochs, stats, dev, progress=progress)
-        log(f"linear probe, {probe_epochs} epochs: cached {row['probe_speed']['cached_s']:.1f} s, the blog's way "
-            f"{row['probe_speed']['blog_way_s']:.1f} s ({row['probe_speed']['speedup']:.1f}x)")
+        logger.info(f"linear probe, {probe_epochs} epochs: cached {row['probe_speed']['cached_s']:.1f} s, the blog's "
+                    f"way {row['probe_speed']['blog_way_s']:.1f} s ({row['probe_speed']['speedup']:.1f}x)")
     steps = supervised_steps or record.steps
     if supervised:
         t0 = time.perf_counter()
@@ -94,7 +96,8 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
             net = train_supervised(train.subset(idx), p.stem, recipe, dev, stats, progress=progress)
             top1 = accuracy_from(predict(net, test, stats), y_test).top1
             row["label_efficiency"][str(fraction)]["supervised"] = round(top1, 4)
-            log(f"supervised from scratch, {fraction:.0%} of the labels ({len(idx)} images, {steps} steps): {top1:.1%}")
+            logger.info(f"supervised from scratch, {fraction:.0%} of the labels ({len(idx)} images, {steps} steps): "
+                        f"{top1:.1%}")
         row["supervised_seconds"] = round(time.perf_counter() - t0, 1)
     metrics = record.metrics
     row.update({
@@ -114,18 +117,18 @@ def run_report(checkpoint: str | Path, data: str | Path | None = None, device: s
 
 def run_reproduce(profile: Profile, data: str | Path | None = None, out: str | Path | None = None,
                   device: str | None = None, supervised: bool = True, fractions=None, probe_epochs: int = 10,
-                  log: Log | None = print, progress: bool = True, supervised_steps: int | None = None) -> dict:
+                  progress: bool = True, supervised_steps: int | None = None) -> dict:
     """One row of the results table: pretrain (or resume a finished or interrupted run), then ``run_report``.
     The command line adds the command that made the row (``cli.command_line``)."""
-    data_info = load_pretrain_data(profile, data, log=log)
+    data_info = load_pretrain_data(profile, data)
     row_id = _row_id(profile, data_info.spec)
     out_dir = Path(out) if out else default_checkpoint_dir() / row_id
     if (out_dir / "last.pt").exists():  # the run it resumes must be the one the arguments describe
         default = PROFILES[profile.name]
         resumed_settings(out_dir / "last.pt", **{key: getattr(profile, key) for key in ("stem", "epochs", "lr_per_256")
                                                  if getattr(profile, key) != getattr(default, key)})
-    result = run_pretrain(profile, data_info, out_dir, log=log, resume=True, device=device, progress=progress)
-    row = run_report(result.checkpoint, data_info.spec, device, fractions, supervised, probe_epochs, log, progress,
+    result = run_pretrain(profile, data_info, out_dir, resume=True, device=device, progress=progress)
+    row = run_report(result.checkpoint, data_info.spec, device, fractions, supervised, probe_epochs, progress,
                      splits=data_info.splits, supervised_steps=supervised_steps)
     row["id"] = row_id
     return row
