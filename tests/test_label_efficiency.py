@@ -212,3 +212,13 @@ def test_recorded_summary_is_found_only_for_its_checkpoint_and_test_set(tmp_path
     assert recorded_label_efficiency("reference", 2000, path)["n_pool"] == 45000
     assert recorded_label_efficiency("reference", 10_000, path) is None
     assert recorded_label_efficiency("checkpoints/smoke/last.pt", 2000, path) is None
+
+
+def test_the_command_line_names_the_default_grids():
+    """--grid's help spells EPOCH_GRID out (the command line does not import the lab to build it): they must agree."""
+    from simclr_helpers.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["label-efficiency"]
+    help_text = " ".join(next(a for a in sub._actions if a.dest == "grid").help.split())
+    grids = " ".join(f"{f}:{','.join(map(str, e))}" for f, e in le.EPOCH_GRID.items())
+    assert grids in help_text
