@@ -38,6 +38,17 @@ def read_store(path: str | Path, budget: dict, key: Callable[[dict], tuple]) -> 
     return done
 
 
+def stored_budget(path: str | Path) -> dict | None:
+    """The budget a store's runs share, read from its first line; None for a missing, empty or damaged store."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text().split("\n", 1)[0]).get("budget")
+    except json.JSONDecodeError:
+        return None
+
+
 def append_store(path: str | Path, entry: dict) -> None:
     """Append one finished run to the store and flush it to disk before the next run starts."""
     path = Path(path)

@@ -23,7 +23,6 @@ weights as ``train.pretrain``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -40,7 +39,7 @@ from ..data import ImageTensors
 from ..models import SimCLRModel, random_init_backbone
 from ..runtime import pick_device
 from ..stats import Comparison, over_seeds, seed_interval
-from ..store import append_store, read_store
+from ..store import append_store, read_store, stored_budget
 
 if TYPE_CHECKING:
     from ..runs import PretrainData
@@ -163,7 +162,7 @@ def run_ablation(profile: Profile, data: PretrainData, variants: Sequence[str] |
     budget = {"profile": profile.name, "data": data.spec.describe(), "stem": profile.stem,
               "batch_size": profile.batch_size, "epochs": profile.epochs, "n_pretrain": len(data.train),
               "n_bank": len(bank), "n_test": len(test), "knn_k": profile.knn_k}
-    done = read_store(store, budget, key=lambda e: (e["key"], e["seed"])) if store else {}
+    done = read_store(store, budget, key=_key) if store else {}
     jobs = [(RANDOM_INIT, seed) for seed in seed_list] + [(key, seed) for key in keys for seed in seed_list]
     todo = [job for job in jobs if job not in done]
     if store:
@@ -228,6 +227,10 @@ def default_store(profile: Profile, n_pretrain: int) -> Path:
             / f"{profile.name}-{profile.stem}-{profile.epochs}ep-b{profile.batch_size}-n{n_pretrain}.jsonl")
 
 
+def _key(entry: dict) -> tuple[str, int]:
+    return entry["key"], entry["seed"]
+
+
 COURSE_STORES = Path(__file__).parents[1] / "assets" / "ablations"  # the recorded ablation's runs, one file per budget
 
 
@@ -240,15 +243,15 @@ def read_runs(path: str | Path) -> tuple[dict, dict[str, dict[int, dict]]]:
     """What one store file of ``ablate`` holds: its budget, and for every variant key (``random-init``
     included) its finished runs by seed, each the stored entry (``knn``, ``seconds``, ...). Notebook 02 reads
     the pilot's gaps from them, notebook 03 the time of a run."""
-    entries = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    if not entries:
+    budget = stored_budget(path)
+    if budget is None:
         from ..errors import SimclrError
 
         raise SimclrError(f"{Path(path).name}: an empty store file; it holds no finished run.")
     runs: dict[str, dict[int, dict]] = {}
-    for entry in entries:
-        runs.setdefault(entry["key"], {})[entry["seed"]] = entry
-    return entries[0]["budget"], runs
+    for (key, seed), entry in read_store(path, budget, key=_key).items():
+        runs.setdefault(key, {})[seed] = entry
+    return budget, runs
 
 
 def bonferroni_lines(gaps: Sequence[Comparison], thresholds: Sequence[float]) -> list[str]:

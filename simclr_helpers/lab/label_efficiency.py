@@ -26,7 +26,6 @@ bits), so that any two curves at one fraction compare on the same test images (`
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -36,7 +35,7 @@ import numpy as np
 
 from ..checkpoints import is_reference, load_simclr
 from ..data import CIFARSplits, ImageTensors
-from ..store import append_store, read_store
+from ..store import append_store, read_store, stored_budget
 
 logger = logging.getLogger(__name__)
 FRACTIONS = (0.01, 0.1, 1.0)
@@ -134,12 +133,8 @@ def _read(store, budget: dict) -> tuple[dict, dict]:
     """(budget, the store's finished runs of it). A run's checkpoint may be spelled as another path to the same
     ``<run>/last.pt`` (relative here, absolute there): the store's spelling is then the budget's."""
     path = Path(store)
-    if path.exists() and not is_reference(budget["checkpoint"]):
-        first = path.read_text().split("\n", 1)[0]
-        try:
-            stored = json.loads(first).get("budget", {}).get("checkpoint")
-        except json.JSONDecodeError:
-            stored = None
+    if not is_reference(budget["checkpoint"]):
+        stored = (stored_budget(path) or {}).get("checkpoint")
         if stored and not is_reference(stored) and Path(stored).parts[-2:] == Path(budget["checkpoint"]).parts[-2:]:
             budget = {**budget, "checkpoint": stored}
     return budget, read_store(path, budget, key=_key)
