@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from simclr_helpers.blog import BLOG_LR
 from simclr_helpers.checkpoints import RunRecord
 from simclr_helpers.config import get_profile
 from simclr_helpers.errors import SimclrError
@@ -151,6 +152,10 @@ def test_ablate_command_records_a_tiny_run(tmp_path):
     assert stored["epochs"] == 1 and stored["seeds"] == [0] and stored["n_pretrain"] == 180
     assert stored["n_test"] == 1000 and len(stored["random_init"]["knn"]) == 1
     assert all(0 <= acc <= 1 for v in stored["variants"] for acc in v["knn"])
+    profile = get_profile(stored["profile"])  # the optimiser the runs used is in the entry, not left to assume
+    assert (stored["lr_per_256"], stored["momentum"], stored["weight_decay"]) == (
+        profile.lr_per_256, profile.momentum, profile.weight_decay)
+    assert [v["peak_lr"] for v in stored["variants"]] == [pytest.approx(profile.lr_per_256 * 32 / 256), BLOG_LR]
     assert stored["command"].startswith("python -m simclr_helpers ablate --epochs 1 --seeds 1")
     assert stored["command"].endswith("--variants full,blog-optimizer --record")
 

@@ -188,12 +188,18 @@ def run_ablation(profile: Profile, data: PretrainData, variants: Sequence[str] |
     for key in keys:
         variant = VARIANTS[key]
         entries = [done[(key, seed)] for seed in seed_list]
+        batch = variant.batch_size or profile.batch_size
         rows.append({"key": key, "description": variant.description,
                      "temperature": variant.temperature or profile.temperature, "optimizer": variant.optimizer,
-                     "batch_size": variant.batch_size or profile.batch_size,
+                     "batch_size": batch, "peak_lr": BLOG_LR if variant.optimizer == "blog"
+                     else profile.with_overrides(batch_size=batch).peak_lr,
                      "knn": [e["knn"] for e in entries], "seconds": round(sum(e["seconds"] for e in entries), 1)})
     random_entries = [done[(RANDOM_INIT, seed)] for seed in seed_list]
-    return {**budget, "seeds": seed_list, "device": str(dev), **stamp(dev),
+    # The course's optimiser as this run used it (the blog-optimizer variant replaces it): the learning rate
+    # per 256 images is the profile's unless changed, so the entry keeps it rather than leave readers to assume.
+    optimiser = {"lr_per_256": profile.lr_per_256, "momentum": profile.momentum,
+                 "weight_decay": profile.weight_decay, "warmup_epochs": profile.warmup_epochs}
+    return {**budget, **optimiser, "seeds": seed_list, "device": str(dev), **stamp(dev),
             "seconds": round(sum(e["seconds"] for e in done.values() if e["key"] in (*keys, RANDOM_INIT)), 1),
             "random_init": {"knn": [e["knn"] for e in random_entries]}, "variants": rows,
             "groups": {g: [list(pair) for pair in pairs] for g, pairs in GROUPS.items()}}
