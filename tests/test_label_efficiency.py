@@ -51,6 +51,8 @@ def test_curves_budgets_and_resume(tiny_run, small_splits, tmp_path, caplog):
         assert set(cell[method]["grid"]) == {"1", "2"}
         assert cell[method]["val_top1"] == max(cell[method]["grid"].values())
         assert cell[method]["curve"] and all("val_top1" in point for point in cell[method]["curve"])
+        assert cell[method]["seconds"] == pytest.approx(sum(  # what the grid's runs cost, from the store
+            e["seconds"] for e in entries if (e["method"], e["fraction"]) == (method, 0.1)), abs=0.11)
     for method in le.PROBES:  # the probes' budget is chosen on the same validation split
         assert set(cell[method]["grid"]) == {"2", "5"}
         assert cell[method]["val_top1"] == max(cell[method]["grid"].values())

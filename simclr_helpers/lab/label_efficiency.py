@@ -229,7 +229,7 @@ def _key(entry: dict) -> tuple:
 def summarise(entries: list[dict], budget: dict, fractions: Sequence[float] = FRACTIONS,
               methods: Sequence[str] = METHODS) -> dict:
     """Per fraction and method: the chosen run (the best validation top-1; the fewer epochs on a tie), its test
-    top-1 and correctness, and the validation top-1 of every budget of the grid."""
+    top-1 and correctness, the validation top-1 of every budget of the grid, and the time its runs took."""
     table = {}
     for fraction in fractions:
         cell = table.setdefault(str(fraction), {})
@@ -242,6 +242,7 @@ def summarise(entries: list[dict], budget: dict, fractions: Sequence[float] = FR
             cell[method] = {"epochs": best["epochs"], "n_labels": best["n_labels"], "val_top1": best["val_top1"],
                             "test_top1": best["test_top1"], "test_correct": best["test_correct"],
                             "grid": {str(e["epochs"]): e["val_top1"] for e in runs},
+                            "seconds": round(sum(e["seconds"] for e in runs), 1),  # the whole grid's runs
                             "curve": best["curve"]}
     return {**budget, "fractions": table,
             "seconds": round(sum(e["seconds"] for e in entries), 1)}
