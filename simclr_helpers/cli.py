@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--grid", {"action": "append", "type": grid_item, "metavar": "FRACTION:EPOCHS,...",
                     "help": "epoch budgets tried for one fraction by the trained curves, walked upwards until one "
                             "does not improve validation (default label_efficiency.EPOCH_GRID: "
-                            "0.01:100,200,400,800 0.1:25,50,100,200,400 1.0:6,12,24)"}),
+                            "0.01:100,200,400,800 0.1:25,50,100,200,400 1.0:6,12,24,48)"}),
         ("--probe-grid", {"type": comma_list(positive_int), "metavar": "EPOCHS,...",
                           "help": "epoch budgets tried by the linear probes at every fraction (default "
                                   "label_efficiency.PROBE_GRID: 25,50,100,200,400; the profile's linear_epochs, "

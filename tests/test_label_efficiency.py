@@ -66,6 +66,16 @@ def test_curves_budgets_and_resume(tiny_run, small_splits, tmp_path, caplog):
     correct = le.unpack(cell["scratch"]["test_correct"], result["n_test"])
     assert correct.mean() == pytest.approx(cell["scratch"]["test_top1"], abs=1e-4)
 
+    # Fine-tuning against training from scratch at every budget both ran, each budget's own runs paired.
+    gaps = le.gaps_by_budget(result, store, 0.1)
+    assert [e for e, _ in gaps] == sorted(int(e) for e in cell["scratch"]["grid"]) == [1, 2]
+    for epochs, gap in gaps:
+        pair = [next(e for e in entries if (e["method"], e["fraction"], e["epochs"]) == (m, 0.1, epochs))
+                for m in ("finetune", "scratch")]
+        assert gap.gap == pytest.approx(pair[0]["test_top1"] - pair[1]["test_top1"], abs=1e-3)
+    assert le.gaps_by_budget({**result, "n_test": result["n_test"] + 1}, store, 0.1) == []  # another budget's
+    assert le.gaps_by_budget(result, tmp_path / "none.jsonl", 0.1) == []
+
     again = le.run_label_efficiency(tiny_run.checkpoint, small_splits, (0.1, 1.0), grid, store, "cpu",
                                     progress=False, probe_grid=probe_grid)
     assert caplog.messages[-1].startswith("label efficiency: 14 runs already done, 0 to go, and up to 0 more")
@@ -112,7 +122,7 @@ def test_a_grid_ends_where_validation_stops_improving():
 def test_the_measured_grids_are_the_defaults(tiny_run, small_splits, tmp_path):
     """Without ``grid``, the trained curves try ``EPOCH_GRID`` (the grids the recorded measurement used) and the
     probes ``PROBE_GRID``, which holds the default probe budget, so stored runs of that budget are reused."""
-    assert le.EPOCH_GRID == {0.01: (100, 200, 400, 800), 0.1: (25, 50, 100, 200, 400), 1.0: (6, 12, 24)}
+    assert le.EPOCH_GRID == {0.01: (100, 200, 400, 800), 0.1: (25, 50, 100, 200, 400), 1.0: (6, 12, 24, 48)}
     assert 100 in le.PROBE_GRID and list(le.PROBE_GRID) == sorted(le.PROBE_GRID)
     summary, missing = le.stored_summary(tiny_run.checkpoint, small_splits, tmp_path / "none.jsonl")
     probes = sorted({*le.PROBE_GRID, 5})  # the tiny profile's linear_epochs joins the grid

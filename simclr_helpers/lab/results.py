@@ -166,8 +166,8 @@ def markdown_tables(rows: list[dict]) -> str:
                 if any(v is not None for v in vals):
                     le_lines.append(f"| `{r['id']}` | {label} | " + " | ".join(_pct(v) for v in vals) + " |")
         out += ["Linear probes with fewer labels (test top-1; the same class-balanced label subsets for every "
-                "row). The comparison with supervised training and fine-tuning, each trained to convergence, is "
-                "the label-efficiency table below.", "", "\n".join(le_lines), ""]
+                "row). The comparison with supervised training and fine-tuning, each given the number of epochs "
+                "a validation split chose, is the label-efficiency table below.", "", "\n".join(le_lines), ""]
         hz = [r for r in measured if r.get("linear_z") is not None]
         if hz:
             out += ["Where to take the features (linear probe, all labels): backbone output h vs projection-head "
