@@ -196,10 +196,14 @@ def evaluate_backbone(backbone: nn.Module, train: ImageTensors, test: ImageTenso
 
 def save_classifier(path: str | Path, backbone: nn.Module, fc: nn.Linear, stem: str, classes, stats: dict,
                     source: dict) -> Path:
-    """A self-contained classifier checkpoint: everything ``predict`` needs, nothing it must guess."""
+    """A self-contained classifier checkpoint: everything ``predict`` needs, nothing it must guess. The weights
+    are saved as CPU copies; the modules stay on their device."""
     from .checkpoints import ClassifierRecord
 
-    return ClassifierRecord(backbone=backbone.state_dict(), fc=fc.state_dict(), stem=stem, classes=list(classes),
+    def on_cpu(module: nn.Module) -> dict:
+        return {k: v.detach().cpu() for k, v in module.state_dict().items()}
+
+    return ClassifierRecord(backbone=on_cpu(backbone), fc=on_cpu(fc), stem=stem, classes=list(classes),
                             normalize=stats, source=source).save(path)
 
 

@@ -156,7 +156,7 @@ def run_evaluate(checkpoint: str | Path, method: str = "knn", random_init: bool 
         name = "classifier_random_init.pt" if random_init else "classifier.pt"
         folder = default_checkpoint_dir() / REFERENCE if is_reference(checkpoint) else Path(checkpoint).parent
         path = Path(out) if out else folder / name  # never into the shipped reference weights
-        save_classifier(path, backbone.cpu(), res.fc, p.stem, splits.train.classes,
+        save_classifier(path, backbone, res.fc, p.stem, splits.train.classes,
                         record.normalize, {k: result[k] for k in ("checkpoint", "backbone", "epochs", "top1")})
         result["classifier"] = str(path)
     logger.info(f"{method} top-1 ({result['backbone']}): {result['top1']:.1%}")

@@ -364,8 +364,9 @@ def label_efficiency_table(summary: dict | None) -> str:
         for m in tuned if m in cell) for f, cell in zip(fractions, cells, strict=True))
     probe_grids = sorted({int(e) for cell in cells for m in PROBES if m in cell for e in cell[m]["grid"]})
     if any(m in tuned for m in PROBES):
-        probes = (f"Linear probes on the frozen features: their epochs chosen the same way, from "
-                  f"{', '.join(map(str, probe_grids))} (the chosen ones in the table).")
+        probes = (f"Linear probes on the frozen features: their epochs chosen the same way, their grids walked "
+                  f"as far as validation kept improving, which ran {', '.join(map(str, probe_grids))} epochs "
+                  "(the chosen ones in the table).")
     else:
         probes = (f"Linear probes: a fixed {', '.join(map(str, probe_grids)) or summary['probe_epochs']} "
                   "epochs on the frozen features.")
