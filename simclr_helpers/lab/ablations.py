@@ -34,7 +34,7 @@ import torch
 
 from ..augment import CIFAR_AUGMENT, AugmentConfig
 from ..blog import BLOG_LR
-from ..config import NORMALIZE, Profile
+from ..config import NORMALIZE, Profile, scaled_lr
 from ..data import ImageTensors
 from ..models import SimCLRModel, random_init_backbone
 from ..runtime import pick_device
@@ -191,8 +191,8 @@ def run_ablation(profile: Profile, data: PretrainData, variants: Sequence[str] |
         batch = variant.batch_size or profile.batch_size
         rows.append({"key": key, "description": variant.description,
                      "temperature": variant.temperature or profile.temperature, "optimizer": variant.optimizer,
-                     "batch_size": batch, "peak_lr": BLOG_LR if variant.optimizer == "blog"
-                     else profile.with_overrides(batch_size=batch).peak_lr,
+                     "batch_size": batch,
+                     "peak_lr": BLOG_LR if variant.optimizer == "blog" else scaled_lr(profile.lr_per_256, batch),
                      "knn": [e["knn"] for e in entries], "seconds": round(sum(e["seconds"] for e in entries), 1)})
     random_entries = [done[(RANDOM_INIT, seed)] for seed in seed_list]
     # The course's optimiser as this run used it (the blog-optimizer variant replaces it): the learning rate

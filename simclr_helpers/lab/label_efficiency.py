@@ -264,6 +264,13 @@ COMPARISONS = (("finetune", "scratch"), ("probe-simclr", "scratch"), ("finetune"
                ("probe-simclr", "probe-random"))
 
 
+def _paired(a: str, run_a: dict, b: str, run_b: dict, n_test: int):
+    """McNemar's exact test of two runs (stored or chosen) of methods ``a`` and ``b`` on the same test images."""
+    from ..stats import paired
+
+    return paired(LABELS[a], unpack(run_a["test_correct"], n_test), LABELS[b], unpack(run_b["test_correct"], n_test))
+
+
 def correctness(summary: dict, fraction: float | str, method: str) -> np.ndarray:
     """Per test image, whether the chosen run of ``method`` at ``fraction`` got it right."""
     return unpack(summary["fractions"][str(float(fraction))][method]["test_correct"], summary["n_test"])
@@ -272,15 +279,8 @@ def correctness(summary: dict, fraction: float | str, method: str) -> np.ndarray
 def comparisons(summary: dict) -> list[tuple[float, object]]:
     """``(fraction, stats.Comparison)`` for every question of ``COMPARISONS`` both of whose curves were measured:
     McNemar's exact test on the same test images."""
-    from ..stats import paired
-
-    out = []
-    for fraction, cell in summary["fractions"].items():
-        for a, b in COMPARISONS:
-            if a in cell and b in cell:
-                out.append((float(fraction), paired(LABELS[a], correctness(summary, fraction, a),
-                                                    LABELS[b], correctness(summary, fraction, b))))
-    return out
+    return [(float(fraction), _paired(a, cell[a], b, cell[b], summary["n_test"]))
+            for fraction, cell in summary["fractions"].items() for a, b in COMPARISONS if a in cell and b in cell]
 
 
 def gaps_by_budget(summary: dict, store: str | Path, fraction: float, a: str = "finetune",
@@ -288,18 +288,13 @@ def gaps_by_budget(summary: dict, store: str | Path, fraction: float, a: str = "
     """``(epochs, stats.Comparison)``: ``a`` against ``b`` at ``fraction`` at every budget both ran, each budget's
     own two runs compared on the same test images (McNemar's exact test), read from ``store``; how a lead grows
     or shrinks with training. Nothing when the store does not hold ``summary``'s runs (another budget)."""
-    from ..stats import paired
-
-    path = Path(store)
-    budget = stored_budget(path) if path.exists() else None
+    budget = stored_budget(store)  # None for a missing, empty or damaged store
     if budget is None or any(summary.get(k) != v for k, v in budget.items()):
         return []
-    runs = read_store(path, budget, key=_key)
-    budgets = {m: {e for m_, f, e in runs if (m_, f) == (m, fraction)} for m in (a, b)}
-    both = sorted(budgets[a] & budgets[b])
-    n = budget["n_test"]
-    return [(e, paired(LABELS[a], unpack(runs[a, fraction, e]["test_correct"], n),
-                       LABELS[b], unpack(runs[b, fraction, e]["test_correct"], n))) for e in both]
+    runs = read_store(store, budget, key=_key)
+    ran = {m: {e for m_, f, e in runs if (m_, f) == (m, fraction)} for m in (a, b)}
+    both = sorted(ran[a] & ran[b])
+    return [(e, _paired(a, runs[a, fraction, e], b, runs[b, fraction, e], budget["n_test"])) for e in both]
 
 
 def curves(summary: dict) -> dict[str, dict[float, float]]:
